@@ -1,0 +1,101 @@
+/**
+ * The native interface `src/` uses. It is the only contract between the storage core and the
+ * runtimes: `ffi/bun.ts` implements it over `bun:ffi`, `ffi/deno.ts` over `Deno.dlopen`, and
+ * `ffi/mod.ts` picks one. Nothing here exposes a pointer.
+ *
+ * Bun / Deno differences handled below this interface:
+ *
+ * | concern              | Bun (`bun:ffi`)                      | Deno (`Deno.dlopen`)                        |
+ * |----------------------|--------------------------------------|---------------------------------------------|
+ * | pointer values       | `number`                             | `Deno.PointerObject` (or `null`)            |
+ * | 64-bit results       | `bigint` (`i64`/`u64`)               | `bigint`                                    |
+ * | bytes over a pointer | `toArrayBuffer(ptr, off, len)`       | `Deno.UnsafePointerView.getArrayBuffer`     |
+ * | errno                | `__errno_location()` read at once    | `__errno_location()`; stale after a `nonblocking` call |
+ * | off-thread calls     | none (use `node:fs` callbacks)       | `nonblocking: true` symbols return Promises |
+ *
+ * @module
+ */
+
+/** How a file is mapped. Both are `MAP_SHARED`. */
+export type MapAccess = "read" | "readwrite";
+
+/** `madvise` advice that the storage core uses. */
+export type MapAdvice = "normal" | "sequential" | "random" | "willneed" | "dontneed";
+
+/** A live file mapping. Its memory stays valid until {@linkcode Mapping.unmap}. */
+export interface Mapping {
+  /**
+   * The mapped bytes. After `unmap()` this buffer is detached (`byteLength` 0), and so is every
+   * view over it, so no caller can reach unmapped memory.
+   */
+  readonly buffer: ArrayBuffer;
+  /** The mapped length in bytes. */
+  readonly lengthBytes: number;
+  /** `msync(MS_SYNC)` of `[offsetBytes, offsetBytes + lengthBytes)`, page-aligned down/up inside. */
+  sync(offsetBytes: number, lengthBytes: number): void;
+  /** `madvise` over `[offsetBytes, offsetBytes + lengthBytes)` (defaults: whole mapping). */
+  advise(advice: MapAdvice, offsetBytes?: number, lengthBytes?: number): void;
+  /** Detaches `buffer` (and every view over it), then `munmap`s. Idempotent. */
+  unmap(): void;
+}
+
+/** Options of {@linkcode Native.map}. */
+export interface MapOptions {
+  /** Read-only (`PROT_READ`) or read-write (`PROT_READ | PROT_WRITE`); both `MAP_SHARED`. */
+  access: MapAccess;
+  /** File offset of the mapping; a multiple of the page size. Default 0. */
+  offsetBytes?: number;
+  /** `MAP_POPULATE`: fault every page in now. Default false. */
+  populate?: boolean;
+}
+
+/** An io_uring instance for the optional write+sync path. */
+export interface Uring {
+  /**
+   * Writes `bytes` at `positionBytes` of `fd` and then, linked (`IOSQE_IO_LINK`), syncs the file
+   * (`"data"` = fdatasync, `"full"` = fsync, `"none"` = no sync). Resolves when both completed
+   * without blocking the JS thread; rejects with an `IoError` naming the failed step. `bytes`
+   * must not be changed until the promise settles.
+   */
+  writeAndSync(
+    fd: number,
+    bytes: Uint8Array,
+    positionBytes: number,
+    sync: "none" | "data" | "full",
+  ): Promise<void>;
+  /** Tears the ring down; pending operations reject. Idempotent. */
+  close(): void;
+}
+
+/** The runtime-native services of the storage core. */
+export interface Native {
+  /** Which implementation this is. */
+  readonly runtime: "bun" | "deno";
+  /** The system page size in bytes. */
+  readonly pageSizeBytes: number;
+  /** `mmap(NULL, lengthBytes, prot, MAP_SHARED, fd, offset)`; throws `IoError` (`mmap`). */
+  map(fd: number, lengthBytes: number, options: MapOptions): Mapping;
+  /** `fsync(2)` on the calling thread; throws `IoError`. */
+  fsync(fd: number): void;
+  /** `fdatasync(2)` on the calling thread; throws `IoError`. */
+  fdatasync(fd: number): void;
+  /**
+   * `posix_fallocate(3)`: reserves real blocks (never sparse), so writes through a mapping cannot
+   * SIGBUS on a full disk. Throws `IoError` (`ENOSPC`, …).
+   */
+  allocate(fd: number, offsetBytes: number, lengthBytes: number): void;
+  /**
+   * `flock(fd, LOCK_EX | LOCK_NB)`. Returns false if another open file description holds it
+   * (`EWOULDBLOCK`), true once held; throws `IoError` otherwise.
+   */
+  tryLock(fd: number): boolean;
+  /** `flock(fd, LOCK_UN)`. */
+  unlock(fd: number): void;
+  /**
+   * An io_uring with `entries` submission slots, or `undefined` (with the reason in
+   * `uringUnavailableReason`) when liburing.so.2 cannot be loaded or the kernel refuses a ring.
+   */
+  openUring(entries: number): Uring | undefined;
+  /** Why `openUring` returns `undefined`, or `undefined` when it works. */
+  readonly uringUnavailableReason: string | undefined;
+}
