@@ -23,7 +23,7 @@ const runs = [
   {
     runtime: "bun",
     command: bin("bun"),
-    args: ["test", ...(extra.length ? extra : ["test/"])],
+    args: ["test", "--timeout", "600000", ...(extra.length ? extra : ["test/"])],
     parse(output) {
       const count = (word) => Number(output.match(new RegExp(`^\\s*(\\d+) ${word}$`, "m"))?.[1] ?? 0);
       return { passed: count("pass"), failed: count("fail"), skipped: count("skip") + count("todo") };
@@ -33,20 +33,45 @@ const runs = [
     runtime: "deno",
     command: bin("deno"),
     args: ["test", ...denoPermissions, ...extra],
+    // Deno reports a describe() as one test with steps; count leaves (tests and steps without
+    // children) so both runtimes count the same thing. A container prints "name ..." first.
     parse(output) {
-      const line = output.match(/^(ok|FAILED) \| (\d+) passed.*?\| (\d+) failed(?: \| (\d+) ignored)?/m);
-      if (!line) return { passed: 0, failed: 0, skipped: 0 };
-      return { passed: Number(line[2]), failed: Number(line[3]), skipped: Number(line[4] ?? 0) };
+      const counts = { passed: 0, failed: 0, skipped: 0 };
+      const open = [];
+      for (const line of output.split("\n")) {
+        if (/ \.\.\.$/.test(line)) {
+          open.push(line);
+          continue;
+        }
+        const m = line.match(/^(.*) \.\.\. (ok|FAILED|ignored)\b/);
+        if (!m) continue;
+        if (open.length && open[open.length - 1] === `${m[1]} ...`) {
+          open.pop();
+          continue;
+        }
+        if (m[2] === "ok") counts.passed++;
+        else if (m[2] === "FAILED") counts.failed++;
+        else counts.skipped++;
+      }
+      const summary = output.match(/^(ok|FAILED) \| \d+ passed.*?\| (\d+) failed/m);
+      if (summary && Number(summary[2]) > 0 && counts.failed === 0) counts.failed = Number(summary[2]);
+      return counts;
     },
   },
 ];
+
+// Deno treats any FORCE_COLOR as "force"; drop it and ask for plain output.
+function withoutColor(env) {
+  const { FORCE_COLOR: _force, ...rest } = env;
+  return { ...rest, NO_COLOR: "1" };
+}
 
 function run({ runtime, command, args }) {
   return new Promise((resolve) => {
     console.log(`\n=== ${runtime}: ${[command.replace(root + "/", ""), ...args].join(" ")}`);
     const child = spawn(command, args, {
       cwd: root,
-      env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0" },
+      env: withoutColor(process.env),
       stdio: ["ignore", "pipe", "pipe"],
     });
     let output = "";
@@ -66,7 +91,8 @@ const total = { passed: 0, failed: 0, skipped: 0 };
 let failedRuntimes = [];
 for (const spec of runs) {
   const { output, code, signal } = await run(spec);
-  const counts = spec.parse(output);
+  // deno-lint-ignore no-control-regex
+  const counts = spec.parse(output.replace(/\x1b\[[0-9;]*m/g, ""));
   // A runner that exits non-zero without reporting a failure (crash, load error) still fails.
   if ((code !== 0 || signal) && counts.failed === 0) counts.failed = 1;
   if (counts.passed + counts.failed === 0) counts.failed = 1; // ran no test: a failure, not a pass

@@ -1,0 +1,37 @@
+/**
+ * hybridlog: a persistent, recoverable hybrid log for consensus protocols and durable queues, for
+ * Bun and Deno.
+ *
+ * @example
+ * ```ts
+ * import { AppendLog } from "@hybridlog/hybridlog";
+ *
+ * await using log = await AppendLog.open({ dir: "./data/queue" });
+ * const address = log.enqueue(new TextEncoder().encode("hello"));
+ * await log.commit(); // durable (fdatasync) when it resolves
+ * console.log(new TextDecoder().decode(log.read(address)));
+ * ```
+ *
+ * @module
+ */
+export {
+  AppendLog,
+  type AppendLogOptions,
+  type AppendLogStats,
+  type CommitPoint,
+  type Durability,
+  type LogEntry,
+  type ScanOptions,
+  type TailIterationOptions,
+} from "./src/append_log.ts";
+export {
+  ClosedError,
+  CorruptionError,
+  type ErrorCode,
+  HybridLogError,
+  InvalidArgumentError,
+  IoError,
+  LockedError,
+  PoisonedError,
+} from "./src/errors.ts";
+export type { Device, DeviceFile, DirectoryLock, FileView, OpenOptions, SyncMode } from "./src/device.ts";

@@ -1,0 +1,452 @@
+/**
+ * `AppendLog`: a FasterLog-style persistent log. Entries get logical byte addresses; `commit()`
+ * makes everything enqueued before it durable with one shared sync; reads are zero-copy views of
+ * the mapped segments or copies; recovery yields exactly the committed prefix.
+ *
+ * @module
+ */
+import { resolve } from "node:path";
+import {
+  BUFFER_SIZE_BYTES_DEFAULT,
+  BUFFER_SIZE_BYTES_MIN,
+  CHECKPOINT_INTERVAL_BYTES_DEFAULT,
+  COOKIE_SIZE_BYTES_MAX,
+  ENTRY_SIZE_BYTES_LIMIT,
+  ENTRY_SIZE_BYTES_MAX_DEFAULT,
+  RECORD_HEADER_BYTES,
+  SEGMENT_HEADER_BYTES,
+  SEGMENT_SIZE_BYTES_DEFAULT,
+  SEGMENT_SIZE_BYTES_MAX,
+  SEGMENT_SIZE_BYTES_MIN,
+} from "./constants.ts";
+import type { Device } from "./device.ts";
+import { ClosedError, InvalidArgumentError } from "./errors.ts";
+import { fsDevice } from "./fs_device.ts";
+import { COMMIT_MARKER_FIXED_BYTES, RecordKind } from "./record_format.ts";
+import { type CommitPoint, type Durability, DurableTail } from "./tail.ts";
+import { checkBytes, checkChoice, checkIndex, checkSizeOption } from "./validate.ts";
+
+export type { CommitPoint, Durability };
+
+/** Options of {@linkcode AppendLog.open}. */
+export interface AppendLogOptions {
+  /** The log directory; created (mode 0700) if missing. One open log per directory. */
+  dir: string;
+  /**
+   * What a resolved commit promises: `"none"` = in the page cache (survives a process crash, not
+   * power loss); `"data"` = `fdatasync` (default); `"full"` = `fsync`.
+   */
+  durability?: Durability;
+  /** Segment file size, a power of two from 64 KiB to 1 GiB; fixed when the log is created. */
+  segmentSizeBytes?: number;
+  /** Staging buffer for enqueued entries before they are written out (default 4 MiB). */
+  bufferSizeBytes?: number;
+  /** Largest entry accepted (default 1 MiB; at most a segment minus headers). */
+  entrySizeBytesMax?: number;
+  /** Committed bytes between checkpoints, bounding the scan after a crash (default 8 MiB). */
+  checkpointIntervalBytes?: number;
+  /** The storage device (default: the real file system). Tests inject faulty devices here. */
+  device?: Device;
+}
+
+/** An entry returned by {@linkcode AppendLog.scan} and {@linkcode AppendLog.tail}. */
+export interface LogEntry {
+  /** The entry's address. */
+  readonly address: number;
+  /** The address after the entry, to resume a scan. */
+  readonly nextAddress: number;
+  /**
+   * The entry's bytes: a zero-copy view of the mapped segment (a copy for entries not yet written
+   * out). The view is detached (length 0) once the entry is truncated or the log closes; copy it
+   * to keep it longer.
+   */
+  readonly value: Uint8Array;
+}
+
+/** Options of {@linkcode AppendLog.scan}. */
+export interface ScanOptions {
+  /** First address (an entry's address; default `beginAddress`). */
+  from?: number;
+  /** End, exclusive (default `committedUntilAddress`; at most `tailAddress`). */
+  to?: number;
+}
+
+/** Options of {@linkcode AppendLog.tail}. */
+export interface TailIterationOptions {
+  /** First address (default `beginAddress`). */
+  from?: number;
+  /** Ends the iteration when aborted. */
+  signal?: AbortSignal;
+}
+
+/** Counters of an open log. */
+export interface AppendLogStats {
+  readonly beginAddress: number;
+  readonly committedUntilAddress: number;
+  readonly tailAddress: number;
+  readonly commitNumber: number;
+  readonly commits: number;
+  readonly syncs: number;
+  readonly flushes: number;
+  readonly checkpoints: number;
+  readonly bytesWritten: number;
+  readonly mappedBytes: number;
+}
+
+/**
+ * A persistent, recoverable append-only log (FasterLog-style).
+ *
+ * @example
+ * ```ts
+ * import { AppendLog } from "@hybridlog/hybridlog";
+ *
+ * await using log = await AppendLog.open({ dir: await Deno.makeTempDir() });
+ * const address = log.enqueue(new TextEncoder().encode("hello"));
+ * await log.commit();
+ * console.log(new TextDecoder().decode(log.read(address)));
+ * ```
+ */
+export class AppendLog {
+  #tail: DurableTail;
+  #entrySizeBytesMax: number;
+  #completed = false;
+
+  private constructor(tail: DurableTail, entrySizeBytesMax: number) {
+    this.#tail = tail;
+    this.#entrySizeBytesMax = entrySizeBytesMax;
+  }
+
+  /**
+   * Opens the log in `options.dir`, creating it if new and recovering it otherwise: the log
+   * reopens at its last commit, a torn tail is cut off (and that synced) before any write.
+   *
+   * @param options Where and how to open.
+   * @returns The open log.
+   * @throws {LockedError} Another open log holds the directory.
+   * @throws {CorruptionError} Committed data failed validation.
+   * @throws {InvalidArgumentError} An option is out of range.
+   * @throws {IoError} A system call failed.
+   */
+  static open(options: AppendLogOptions): Promise<AppendLog> {
+    return Promise.resolve().then(() => {
+      const what = "open log";
+      if (typeof options?.dir !== "string" || options.dir === "") {
+        throw new InvalidArgumentError(`Cannot ${what}: dir must be a non-empty string`);
+      }
+      const durability = checkChoice(what, "durability", options.durability, "data", [
+        "none",
+        "data",
+        "full",
+      ]);
+      const segmentSizeBytes = checkSizeOption(
+        what,
+        "segmentSizeBytes",
+        options.segmentSizeBytes,
+        SEGMENT_SIZE_BYTES_DEFAULT,
+        SEGMENT_SIZE_BYTES_MIN,
+        SEGMENT_SIZE_BYTES_MAX,
+        true,
+      );
+      const bufferSizeBytes = checkSizeOption(
+        what,
+        "bufferSizeBytes",
+        options.bufferSizeBytes,
+        BUFFER_SIZE_BYTES_DEFAULT,
+        BUFFER_SIZE_BYTES_MIN,
+        SEGMENT_SIZE_BYTES_MAX,
+      ) & ~7;
+      const entryLimit = Math.min(
+        ENTRY_SIZE_BYTES_LIMIT,
+        segmentSizeBytes - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES,
+      );
+      const entrySizeBytesMax = checkSizeOption(
+        what,
+        "entrySizeBytesMax",
+        options.entrySizeBytesMax,
+        Math.min(ENTRY_SIZE_BYTES_MAX_DEFAULT, entryLimit),
+        0,
+        entryLimit,
+      );
+      const checkpointIntervalBytes = checkSizeOption(
+        what,
+        "checkpointIntervalBytes",
+        options.checkpointIntervalBytes,
+        CHECKPOINT_INTERVAL_BYTES_DEFAULT,
+        0,
+        Number.MAX_SAFE_INTEGER,
+      );
+      const tail = DurableTail.open({
+        dir: resolve(options.dir),
+        device: options.device ?? fsDevice,
+        durability,
+        segmentSizeBytes,
+        bufferSizeBytes,
+        recordBytesMax: Math.max(entrySizeBytesMax, COMMIT_MARKER_FIXED_BYTES + COOKIE_SIZE_BYTES_MAX),
+        checkpointIntervalBytes,
+      });
+      return new AppendLog(tail, entrySizeBytesMax);
+    });
+  }
+
+  /** The absolute path of the log directory. */
+  get dir(): string {
+    return this.#tail.dir;
+  }
+  /** The durability of commits. */
+  get durability(): Durability {
+    return this.#tail.durability;
+  }
+  /** Lowest readable address; entries below it read as `undefined`. */
+  get beginAddress(): number {
+    return this.#tail.beginAddress;
+  }
+  /** Every entry below this address is committed (durable per `durability`). */
+  get committedUntilAddress(): number {
+    return this.#tail.committedUntilAddress;
+  }
+  /** The address the next entry will get (past every enqueued entry). */
+  get tailAddress(): number {
+    return this.#tail.tailAddress;
+  }
+  /** Number of the latest commit (0 for a log never committed). */
+  get commitNumber(): number {
+    return this.#tail.commitNumber;
+  }
+  /** The cookie of the latest commit that carried one, recovered at open. */
+  get cookie(): Uint8Array | undefined {
+    return this.#tail.cookie?.slice();
+  }
+  /** True after {@linkcode AppendLog.complete}. */
+  get completed(): boolean {
+    return this.#completed;
+  }
+  /** True when the last open cut a torn or uncommitted tail off. */
+  get recoveredTruncatedTail(): boolean {
+    return this.#tail.recoveredTruncatedTail;
+  }
+
+  #assertEnqueue(what: string): void {
+    this.#tail.assertWritable(what);
+    if (this.#completed) throw new ClosedError(`Cannot ${what}: the log is completed`);
+  }
+
+  /**
+   * Appends an entry and returns its address. The bytes are copied at once, so the caller may
+   * reuse its buffer. When the staging buffer fills, it is written out (not synced) first.
+   *
+   * @param bytes The entry.
+   * @returns The entry's address.
+   * @throws {InvalidArgumentError} Not a `Uint8Array`, or larger than `entrySizeBytesMax`.
+   * @throws {ClosedError} The log is closed or completed.
+   * @throws {IoError} Writing out, or creating the next segment (e.g. `ENOSPC`), failed.
+   */
+  enqueue(bytes: Uint8Array): number {
+    checkBytes("enqueue", "entry", bytes, this.#entrySizeBytesMax);
+    this.#assertEnqueue("enqueue");
+    this.#tail.prepare([bytes.length]);
+    return this.#tail.append(RecordKind.entry, [bytes], bytes.length);
+  }
+
+  /**
+   * Like {@linkcode AppendLog.enqueue}, but returns `undefined` instead of doing I/O (a full
+   * staging buffer or a segment roll-over).
+   */
+  tryEnqueue(bytes: Uint8Array): number | undefined {
+    checkBytes("enqueue", "entry", bytes, this.#entrySizeBytesMax);
+    this.#assertEnqueue("enqueue");
+    const address = this.#tail.append(RecordKind.entry, [bytes], bytes.length, false);
+    return address < 0 ? undefined : address;
+  }
+
+  /**
+   * Appends entries as one unit: all or nothing, also after a crash (a commit marker only ever
+   * follows the whole batch). Every entry is checked before anything is written.
+   *
+   * @returns The entries' addresses, in order.
+   */
+  enqueueBatch(entries: readonly Uint8Array[]): number[] {
+    if (!Array.isArray(entries)) {
+      throw new InvalidArgumentError("Cannot enqueue batch: entries must be an array of Uint8Array");
+    }
+    entries.forEach((entry, i) =>
+      checkBytes("enqueue batch", `entry ${i}`, entry, this.#entrySizeBytesMax)
+    );
+    this.#assertEnqueue("enqueue batch");
+    this.#tail.prepare(entries.map((entry) => entry.length));
+    return entries.map((entry) => this.#tail.append(RecordKind.entry, [entry], entry.length));
+  }
+
+  /**
+   * Makes every entry enqueued before the call durable per `durability`. Concurrent calls share
+   * one write and one sync (group commit); the sync runs off the JS thread.
+   *
+   * @param options `cookie`: up to 2 KiB stored with this commit and recovered at open.
+   * @returns The commit point reached.
+   * @throws {PoisonedError} An earlier write or sync failed; reopen the log.
+   * @throws {IoError} The write or sync of this commit failed (the log is poisoned after it).
+   */
+  commit(options?: { cookie?: Uint8Array }): Promise<CommitPoint> {
+    return Promise.resolve().then(() => {
+      const cookie = options?.cookie === undefined
+        ? undefined
+        : checkBytes("commit", "cookie", options.cookie, COOKIE_SIZE_BYTES_MAX);
+      return this.#tail.commit(cookie);
+    });
+  }
+
+  /**
+   * Resolves once everything below `address` (default: the current tail) is committed by some
+   * commit; it does not start one.
+   */
+  waitForCommit(address?: number): Promise<void> {
+    return Promise.resolve().then(() => {
+      this.#tail.assertOpen("wait for commit");
+      const until = address === undefined
+        ? this.#tail.tailAddress
+        : checkIndex("wait for commit", "address", address) + 1;
+      return this.#tail.waitFor(Math.min(until, this.#tail.tailAddress));
+    });
+  }
+
+  /** Enqueues `bytes`, commits, and resolves with the entry's address once durable. */
+  async enqueueAndWaitForCommit(bytes: Uint8Array): Promise<number> {
+    const address = this.enqueue(bytes);
+    await this.#tail.commit();
+    return address;
+  }
+
+  #locateEntry(what: string, address: number): Uint8Array | undefined {
+    checkIndex(what, "address", address);
+    this.#tail.assertOpen(what);
+    if (address < this.#tail.beginAddress || address >= this.#tail.tailAddress) return undefined;
+    const found = this.#tail.recordAt(address);
+    if (typeof found === "string") {
+      throw new InvalidArgumentError(`Cannot ${what} at address ${address}: ${found}`);
+    }
+    if (found.kind !== RecordKind.entry) {
+      throw new InvalidArgumentError(`Cannot ${what} at address ${address}: it holds no entry`);
+    }
+    return found.payload;
+  }
+
+  /**
+   * Reads the entry at `address` as a copy; `undefined` below `beginAddress` or at/after
+   * `tailAddress`. Entries not yet committed are readable too.
+   *
+   * @throws {InvalidArgumentError} `address` is not a non-negative integer or not an entry's.
+   * @throws {CorruptionError} The stored entry fails its checksum.
+   */
+  read(address: number): Uint8Array | undefined {
+    return this.#locateEntry("read", address)?.slice();
+  }
+
+  /**
+   * Reads the entry at `address` without copying: a view of the mapped segment, detached (length 0)
+   * once the entry is truncated or the log closes, so it can never reach unmapped memory. Entries
+   * still in the staging buffer are returned as copies.
+   */
+  readView(address: number): Uint8Array | undefined {
+    const payload = this.#locateEntry("read", address);
+    if (payload === undefined) return undefined;
+    return address >= this.#tail.committedUntilAddress ? payload.slice() : payload;
+  }
+
+  #checkRange(what: string, from: unknown, to: unknown): [number, number] {
+    const start = from === undefined ? this.#tail.beginAddress : checkIndex(what, "from", from);
+    const end = to === undefined ? this.#tail.committedUntilAddress : checkIndex(what, "to", to);
+    return [start, Math.min(end, this.#tail.tailAddress)];
+  }
+
+  /**
+   * Iterates entries in `[from, to)` in address order (default: every committed entry). Values are
+   * zero-copy views (see {@linkcode LogEntry}).
+   *
+   * @throws {CorruptionError} An entry fails validation.
+   */
+  *scan(options: ScanOptions = {}): Generator<LogEntry> {
+    this.#tail.assertOpen("scan");
+    const [from, to] = this.#checkRange("scan", options.from, options.to);
+    for (const record of this.#tail.records(from, to)) {
+      yield { address: record.address, nextAddress: record.nextAddress, value: record.payload };
+    }
+  }
+
+  /**
+   * Iterates committed entries from `from`, then waits for new commits and yields them as they
+   * land. Ends when `signal` aborts, the log is completed and drained, or the log closes.
+   */
+  async *tail(options: TailIterationOptions = {}): AsyncGenerator<LogEntry> {
+    this.#tail.assertOpen("tail");
+    const signal = options.signal;
+    let cursor = options.from === undefined
+      ? this.#tail.beginAddress
+      : checkIndex("tail", "from", options.from);
+    while (!signal?.aborted) {
+      const until = this.#tail.committedUntilAddress;
+      for (const record of this.#tail.records(cursor, until)) {
+        yield { address: record.address, nextAddress: record.nextAddress, value: record.payload };
+        if (signal?.aborted || this.#tail.closed) return;
+      }
+      cursor = Math.max(cursor, until);
+      if (this.#tail.closed) return;
+      if (this.#completed && cursor >= this.#tail.committedUntilAddress) return;
+      if (cursor < this.#tail.committedUntilAddress) continue;
+      await new Promise<void>((wake) => {
+        this.#tail.onNextCommit(wake);
+        signal?.addEventListener("abort", () => wake(), { once: true });
+      });
+    }
+  }
+
+  /**
+   * Frees the log below `address` (an entry's address, or `committedUntilAddress`): it reads as
+   * `undefined` at once, and whole segments below it are removed after the next commit.
+   */
+  truncateUntil(address: number): void {
+    checkIndex("truncate", "address", address);
+    this.#tail.assertWritable("truncate");
+    if (address > this.#tail.committedUntilAddress) {
+      throw new InvalidArgumentError(
+        `Cannot truncate until ${address}: it is past committedUntilAddress ${this.#tail.committedUntilAddress}`,
+      );
+    }
+    if (address <= this.#tail.beginAddress) return;
+    if (address !== this.#tail.committedUntilAddress && typeof this.#tail.recordAt(address) === "string") {
+      throw new InvalidArgumentError(`Cannot truncate until ${address}: no entry starts there`);
+    }
+    this.#tail.truncateUntil(address);
+  }
+
+  /** Ends the log for writers: no more enqueues, pending entries are committed, tails end. */
+  async complete(): Promise<void> {
+    this.#tail.assertOpen("complete");
+    this.#completed = true;
+    await this.#tail.commit();
+  }
+
+  /** Counters and positions. */
+  stats(): AppendLogStats {
+    const counters = this.#tail.stats();
+    return {
+      beginAddress: this.beginAddress,
+      committedUntilAddress: this.committedUntilAddress,
+      tailAddress: this.tailAddress,
+      commitNumber: this.commitNumber,
+      ...counters,
+      mappedBytes: this.#tail.mappedBytes,
+    };
+  }
+
+  /**
+   * Commits what was enqueued, writes a clean checkpoint (so the next open scans nothing),
+   * releases mappings (detaching views) and the directory lock. Idempotent.
+   */
+  close(): Promise<void> {
+    return this.#tail.close();
+  }
+
+  /** Same as {@linkcode AppendLog.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

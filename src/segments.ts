@@ -1,0 +1,160 @@
+/**
+ * The set of segment files of one log: creating (preallocated, with a header), opening, mapping,
+ * finding the segment of an address, and removing. Each segment is mapped read-only once, for its
+ * whole length; a removed segment's mapping is released, which detaches every view over it.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { SEGMENT_HEADER_BYTES } from "./constants.ts";
+import type { Device, DeviceFile, FileView } from "./device.ts";
+import { encodeSegmentHeader, parseSegmentFileName, segmentFileName } from "./segment_format.ts";
+
+/** One open segment. */
+export interface Segment {
+  readonly index: number;
+  readonly path: string;
+  readonly file: DeviceFile;
+  readonly view: FileView;
+  /** Written since its last sync. */
+  dirty: boolean;
+  /** Created since the directory was last synced: needs `fsync` and a directory sync. */
+  fresh: boolean;
+}
+
+/** The segments of one log directory, indexed by segment number. */
+export class SegmentSet {
+  readonly dir: string;
+  readonly device: Device;
+  readonly segmentSizeBytes: number;
+  readonly logId: number;
+  #segments: Segment[] = [];
+  #firstIndex = 0;
+
+  constructor(device: Device, dir: string, logId: number, segmentSizeBytes: number) {
+    this.device = device;
+    this.dir = dir;
+    this.logId = logId;
+    this.segmentSizeBytes = segmentSizeBytes;
+  }
+
+  /** Segment indexes of the segment files present in `dir`, ascending. */
+  static listIndexes(device: Device, dir: string): number[] {
+    const indexes: number[] = [];
+    for (const name of device.list(dir)) {
+      const index = parseSegmentFileName(name);
+      if (index !== undefined) indexes.push(index);
+    }
+    return indexes.sort((a, b) => a - b);
+  }
+
+  /** Path of segment `index`. */
+  pathOf(index: number): string {
+    return join(this.dir, segmentFileName(index));
+  }
+
+  /** First segment index held, or `undefined` when empty. */
+  get firstIndex(): number | undefined {
+    return this.#segments.length ? this.#firstIndex : undefined;
+  }
+
+  /** Last segment index held, or `undefined` when empty. */
+  get lastIndex(): number | undefined {
+    return this.#segments.length ? this.#firstIndex + this.#segments.length - 1 : undefined;
+  }
+
+  /** Bytes mapped by all segments. */
+  get mappedBytes(): number {
+    return this.#segments.length * this.segmentSizeBytes;
+  }
+
+  /** The segment with `index`, or `undefined`. */
+  at(index: number): Segment | undefined {
+    return this.#segments[index - this.#firstIndex];
+  }
+
+  /** The segment holding `address`, or `undefined`. */
+  ofAddress(address: number): Segment | undefined {
+    return this.#segments[Math.floor(address / this.segmentSizeBytes) - this.#firstIndex];
+  }
+
+  /** Every held segment, ascending. */
+  all(): readonly Segment[] {
+    return this.#segments;
+  }
+
+  /** Adds an existing segment file, mapped (recovery). Must extend the set contiguously. */
+  adopt(index: number, file: DeviceFile): Segment {
+    const view = file.view(this.segmentSizeBytes);
+    return this.#push({ index, path: file.path, file, view, dirty: false, fresh: false });
+  }
+
+  /**
+   * Creates segment `index`: preallocated to the full segment size (never sparse), header
+   * written, mapped. On failure (e.g. `ENOSPC`) the partial file is removed and nothing changes.
+   */
+  create(index: number): Segment {
+    const path = this.pathOf(index);
+    const file = this.device.open(path, { create: true, exclusive: true });
+    try {
+      file.allocate(0, this.segmentSizeBytes);
+      file.write(encodeSegmentHeader(this.logId, index, this.segmentSizeBytes), 0);
+      const view = file.view(this.segmentSizeBytes);
+      return this.#push({ index, path, file, view, dirty: true, fresh: true });
+    } catch (error) {
+      file.close();
+      this.device.remove(path);
+      throw error;
+    }
+  }
+
+  #push(segment: Segment): Segment {
+    if (this.#segments.length === 0) this.#firstIndex = segment.index;
+    const expected = this.#firstIndex + this.#segments.length;
+    if (segment.index !== expected) {
+      throw new Error(`assertion failed: segment ${segment.index} added, ${expected} expected`);
+    }
+    this.#segments.push(segment);
+    return segment;
+  }
+
+  /** Releases, closes and removes every segment with an index below `index` (oldest first). */
+  removeBelow(index: number): number {
+    let removed = 0;
+    while (this.#segments.length && this.#firstIndex < index) {
+      const segment = this.#segments.shift()!;
+      this.#firstIndex++;
+      this.#drop(segment, true);
+      removed++;
+    }
+    if (this.#segments.length === 0) this.#firstIndex = index;
+    return removed;
+  }
+
+  /** Releases, closes and removes every segment with an index above `index` (newest first). */
+  removeAbove(index: number): number {
+    let removed = 0;
+    while (this.#segments.length && this.lastIndex! > index) {
+      this.#drop(this.#segments.pop()!, true);
+      removed++;
+    }
+    return removed;
+  }
+
+  /** Releases every mapping and closes every file, keeping them on disk. */
+  closeAll(): void {
+    for (const segment of this.#segments) this.#drop(segment, false);
+    this.#segments = [];
+  }
+
+  #drop(segment: Segment, remove: boolean): void {
+    segment.view.release();
+    segment.file.close();
+    if (remove) this.device.remove(segment.path);
+  }
+
+  /** Address of the first record slot of segment `index`. */
+  firstAddressOf(index: number): number {
+    return index * this.segmentSizeBytes + SEGMENT_HEADER_BYTES;
+  }
+}

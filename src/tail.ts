@@ -1,0 +1,630 @@
+/**
+ * The durable tail: the storage core under every log. Records are placed at logical addresses,
+ * staged in memory, written out with one `pwrite` per flush, and made durable by group commit:
+ * one commit marker plus one sync per cycle, shared by every commit that was waiting. The sync
+ * runs off the JS thread. A failed write or sync poisons the tail: fsync is never retried.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { type Checkpoint, writeCheckpoint } from "./checkpoint.ts";
+import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from "./constants.ts";
+import type { Device, DeviceFile, DirectoryLock } from "./device.ts";
+import { ClosedError, CorruptionError, PoisonedError } from "./errors.ts";
+import {
+  checkRecord,
+  headerKind,
+  headerLength,
+  recordSizeBytes,
+  RecordKind,
+  sealRecord,
+  writeHeader,
+} from "./record_format.ts";
+import { encodeCommitMarker, type RecoveredLog, recoverLog, tailSegmentIndex } from "./recovery.ts";
+import type { SegmentSet } from "./segments.ts";
+
+/** How durable a commit is when it resolves. */
+export type Durability = "none" | "data" | "full";
+
+/** A durable commit point. */
+export interface CommitPoint {
+  /** Number of this commit; 1 for the first commit of a new log, increasing by one. */
+  readonly commitNumber: number;
+  /** Every record below this address is committed. */
+  readonly committedUntilAddress: number;
+  /** The cookie of the latest commit that carried one. */
+  readonly cookie: Uint8Array | undefined;
+}
+
+/** Options of {@linkcode DurableTail.open}. */
+export interface TailOptions {
+  dir: string;
+  device: Device;
+  durability: Durability;
+  segmentSizeBytes: number;
+  bufferSizeBytes: number;
+  /** Largest record payload (entry size limit, or the limit plus a per-log envelope). */
+  recordBytesMax: number;
+  checkpointIntervalBytes: number;
+}
+
+/** A record found by iteration. */
+export interface RecordRef {
+  readonly address: number;
+  readonly nextAddress: number;
+  /** The payload: a view into the mapped segment, or a copy while still staged. */
+  readonly payload: Uint8Array;
+}
+
+/** Counters of a tail since it was opened. */
+export interface TailStats {
+  /** Commit cycles completed (each may serve many `commit()` calls). */
+  commits: number;
+  /** File and directory syncs issued. */
+  syncs: number;
+  /** Staging-buffer write-outs. */
+  flushes: number;
+  /** Bytes written to segment files. */
+  bytesWritten: number;
+  /** Checkpoints written. */
+  checkpoints: number;
+}
+
+interface Waiter {
+  resolve(point: CommitPoint): void;
+  reject(error: unknown): void;
+}
+
+/** Where a record goes: into the staging buffer, or (too large for it) straight to its segment. */
+const DIRECT = -1;
+/** `reserve` could not place a record without I/O (only when I/O was not allowed). */
+const WOULD_BLOCK = -2;
+
+/** The durable tail of one log directory. */
+export class DurableTail {
+  readonly dir: string;
+  readonly durability: Durability;
+  readonly segmentSizeBytes: number;
+  readonly recordBytesMax: number;
+  readonly logId: number;
+  #device: Device;
+  #lock: DirectoryLock;
+  #segments: SegmentSet;
+  #checkpointFile: DeviceFile;
+  #checkpointNumber: number;
+  #checkpointAddress: number;
+  #checkpointIntervalBytes: number;
+
+  // Staging: bytes [#stagingBase, #tailAddress) live in #staged, not yet written to a segment.
+  #staged: Uint8Array;
+  #stagedWords: Uint32Array;
+  #stagingBase: number;
+
+  #beginAddress: number;
+  #durableBeginAddress: number;
+  #committedUntilAddress: number;
+  #tailAddress: number;
+  #commitNumber: number;
+  #cookie: Uint8Array | undefined;
+  #pendingCookie: Uint8Array | undefined;
+
+  #waiting: Waiter[] = [];
+  #cycleRunning = false;
+  #cycleDone: Promise<void> = Promise.resolve();
+  #commitListeners: Array<() => void> = [];
+  #poison: unknown = undefined;
+  #closed = false;
+  #recoveredTruncatedTail: boolean;
+  #stats: TailStats = { commits: 0, syncs: 0, flushes: 0, bytesWritten: 0, checkpoints: 0 };
+
+  private constructor(options: TailOptions, lock: DirectoryLock, recovered: RecoveredLog) {
+    this.dir = options.dir;
+    this.durability = options.durability;
+    this.segmentSizeBytes = options.segmentSizeBytes;
+    this.recordBytesMax = options.recordBytesMax;
+    this.logId = recovered.checkpoint.logId;
+    this.#device = options.device;
+    this.#lock = lock;
+    this.#segments = recovered.segments;
+    this.#checkpointFile = recovered.checkpointFile;
+    this.#checkpointNumber = recovered.checkpoint.checkpointNumber;
+    this.#checkpointAddress = recovered.checkpoint.committedUntilAddress;
+    this.#checkpointIntervalBytes = options.checkpointIntervalBytes;
+    const buffer = new ArrayBuffer(options.bufferSizeBytes);
+    this.#staged = new Uint8Array(buffer);
+    this.#stagedWords = new Uint32Array(buffer);
+    this.#beginAddress = this.#durableBeginAddress = recovered.checkpoint.beginAddress;
+    this.#committedUntilAddress = this.#tailAddress = this.#stagingBase = recovered.tailAddress;
+    this.#commitNumber = recovered.commitNumber;
+    this.#cookie = recovered.cookie;
+    this.#recoveredTruncatedTail = recovered.truncatedTail;
+  }
+
+  /** Locks `dir`, recovers (or creates) the log in it, and returns its tail. */
+  static open(options: TailOptions): DurableTail {
+    const { device, dir } = options;
+    const created = device.makeDirectory(dir);
+    if (created.length && options.durability !== "none") {
+      // New directories are durable only once their parent directory is synced.
+      for (const path of created) device.syncDirectoryNow(join(path, ".."));
+    }
+    const lock = device.lock(dir);
+    try {
+      const recovered = recoverLog(device, dir, {
+        segmentSizeBytes: options.segmentSizeBytes,
+        recordBytesMax: options.recordBytesMax,
+        syncs: options.durability !== "none",
+      });
+      return new DurableTail(options, lock, recovered);
+    } catch (error) {
+      lock.release();
+      throw error;
+    }
+  }
+
+  /** Lowest readable address. */
+  get beginAddress(): number {
+    return this.#beginAddress;
+  }
+  /** Every record below this address is durable (per the durability mode). */
+  get committedUntilAddress(): number {
+    return this.#committedUntilAddress;
+  }
+  /** Where the next record goes. */
+  get tailAddress(): number {
+    return this.#tailAddress;
+  }
+  /** Number of the latest commit. */
+  get commitNumber(): number {
+    return this.#commitNumber;
+  }
+  /** Cookie of the latest commit that carried one. */
+  get cookie(): Uint8Array | undefined {
+    return this.#cookie;
+  }
+  /** True once closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+  /** True when the last open cut off a torn or uncommitted tail. */
+  get recoveredTruncatedTail(): boolean {
+    return this.#recoveredTruncatedTail;
+  }
+  /** Bytes mapped by the segments. */
+  get mappedBytes(): number {
+    return this.#segments.mappedBytes;
+  }
+  /** The latest commit point. */
+  get commitPoint(): CommitPoint {
+    return {
+      commitNumber: this.#commitNumber,
+      committedUntilAddress: this.#committedUntilAddress,
+      cookie: this.#cookie,
+    };
+  }
+  /** Counters since open. */
+  stats(): TailStats {
+    return { ...this.#stats };
+  }
+
+  /** Throws if the tail cannot take writes (closed or poisoned). */
+  assertWritable(what: string): void {
+    if (this.#closed) throw new ClosedError(`Cannot ${what}: the log is closed`);
+    if (this.#poison !== undefined) {
+      throw new PoisonedError(
+        `Cannot ${what}: an earlier write or sync failed, reopen the log to recover`,
+        { cause: this.#poison },
+      );
+    }
+  }
+
+  /** Throws if the tail is closed. */
+  assertOpen(what: string): void {
+    if (this.#closed) throw new ClosedError(`Cannot ${what}: the log is closed`);
+  }
+
+  // ---- placement -------------------------------------------------------------------------
+
+  /**
+   * Places records of the given payload sizes in order without I/O failure later: creates every
+   * segment the placement will need first (the only step that may fail cleanly, e.g. `ENOSPC`).
+   */
+  prepare(payloadSizes: readonly number[]): void {
+    const S = this.segmentSizeBytes;
+    let address = this.#tailAddress;
+    let lastIndex = tailSegmentIndex(address, S);
+    for (const payload of payloadSizes) {
+      const size = recordSizeBytes(payload);
+      const index = tailSegmentIndex(address, S);
+      if (address - index * S + size > S) {
+        address = this.#segments.firstAddressOf(index + 1);
+        lastIndex = index + 1;
+      }
+      address += size;
+    }
+    for (let index = this.#segments.lastIndex! + 1; index <= lastIndex; index++) {
+      this.#segments.create(index);
+    }
+  }
+
+  /**
+   * Appends one record of `kind` whose payload is the concatenation of `parts`, returning its
+   * address. With `mayBlock` false, returns -1 instead of doing I/O. The caller validated sizes
+   * and called {@linkcode DurableTail.prepare} when a roll-over may need a new segment.
+   */
+  append(kind: RecordKind, parts: readonly Uint8Array[], payloadBytes: number, mayBlock = true) {
+    const address = this.#reserve(payloadBytes, mayBlock);
+    if (address < 0) return -1;
+    const offset = address - this.#stagingBase;
+    if (offset >= 0 && address + recordSizeBytes(payloadBytes) <= this.#stagingEnd()) {
+      writeHeader(this.#stagedWords, offset, payloadBytes, address, kind);
+      let at = offset + RECORD_HEADER_BYTES;
+      for (const part of parts) {
+        this.#staged.set(part, at);
+        at += part.length;
+      }
+      return address;
+    }
+    this.#writeDirect(address, kind, parts, payloadBytes);
+    return address;
+  }
+
+  #stagingEnd(): number {
+    return this.#stagingBase + this.#staged.length;
+  }
+
+  /** Reserves space for a record and returns its address, or a negative code. */
+  #reserve(payloadBytes: number, mayBlock: boolean): number {
+    const S = this.segmentSizeBytes;
+    const size = recordSizeBytes(payloadBytes);
+    let address = this.#tailAddress;
+    const index = tailSegmentIndex(address, S);
+    if (address - index * S + size > S) {
+      if (!mayBlock) return WOULD_BLOCK;
+      this.#rollOver(index);
+      address = this.#tailAddress;
+    }
+    if (address + size > this.#stagingEnd()) {
+      if (!mayBlock) return WOULD_BLOCK;
+      this.flush();
+      if (size > this.#staged.length) {
+        this.#tailAddress = this.#stagingBase = address + size;
+        return address;
+      }
+    }
+    this.#tailAddress = address + size;
+    return address;
+  }
+
+  /** Moves the tail to the next segment, padding the rest of the current one. */
+  #rollOver(index: number): void {
+    const S = this.segmentSizeBytes;
+    if (this.#segments.at(index + 1) === undefined) this.#segments.create(index + 1);
+    this.flush();
+    const address = this.#tailAddress;
+    const remaining = (index + 1) * S - address;
+    if (remaining >= RECORD_HEADER_BYTES) {
+      const header = new Uint8Array(RECORD_HEADER_BYTES);
+      const words = new Uint32Array(header.buffer);
+      writeHeader(words, 0, remaining - RECORD_HEADER_BYTES, address, RecordKind.padding);
+      sealRecord(header, words, 0, this.logId);
+      this.#writeToSegment(address, header);
+    }
+    this.#tailAddress = this.#stagingBase = this.#segments.firstAddressOf(index + 1);
+  }
+
+  #writeDirect(address: number, kind: RecordKind, parts: readonly Uint8Array[], length: number) {
+    const record = new Uint8Array(recordSizeBytes(length));
+    const words = new Uint32Array(record.buffer);
+    writeHeader(words, 0, length, address, kind);
+    let at = RECORD_HEADER_BYTES;
+    for (const part of parts) {
+      record.set(part, at);
+      at += part.length;
+    }
+    sealRecord(record, words, 0, this.logId);
+    this.#writeToSegment(address, record);
+  }
+
+  #writeToSegment(address: number, bytes: Uint8Array): void {
+    const segment = this.#segments.ofAddress(address)!;
+    try {
+      segment.file.write(bytes, address - segment.index * this.segmentSizeBytes);
+    } catch (error) {
+      // What reached the file is unknown now; only a reopen can tell.
+      this.#poison = error;
+      throw error;
+    }
+    segment.dirty = true;
+    this.#stats.bytesWritten += bytes.length;
+  }
+
+  /** Seals and writes every staged record to its segment (page cache; no sync). */
+  flush(): void {
+    const used = this.#tailAddress - this.#stagingBase;
+    if (used === 0) return;
+    const staged = this.#staged;
+    const words = this.#stagedWords;
+    for (let offset = 0; offset < used;) {
+      sealRecord(staged, words, offset, this.logId);
+      offset += recordSizeBytes(headerLength(words, offset));
+    }
+    this.#writeToSegment(this.#stagingBase, staged.subarray(0, used));
+    this.#stagingBase = this.#tailAddress;
+    this.#stats.flushes++;
+  }
+
+  // ---- commit ----------------------------------------------------------------------------
+
+  /** True when a commit now would write nothing new. */
+  get idle(): boolean {
+    return this.#tailAddress === this.#committedUntilAddress && this.#pendingCookie === undefined &&
+      this.#beginAddress === this.#durableBeginAddress && !this.#cycleRunning;
+  }
+
+  /**
+   * Commits everything appended so far. Resolves when it is durable; concurrent calls share one
+   * cycle (one marker, one sync).
+   */
+  commit(cookie?: Uint8Array): Promise<CommitPoint> {
+    this.assertWritable("commit");
+    if (cookie !== undefined) this.#pendingCookie = cookie.slice();
+    else if (this.idle) return Promise.resolve(this.commitPoint);
+    return new Promise((resolve, reject) => {
+      this.#waiting.push({ resolve, reject });
+      if (!this.#cycleRunning) {
+        this.#cycleRunning = true;
+        this.#cycleDone = new Promise((done) => queueMicrotask(() => this.#runCycles().then(done)));
+      }
+    });
+  }
+
+  async #runCycles(): Promise<void> {
+    try {
+      while (this.#waiting.length > 0) {
+        const waiters = this.#waiting;
+        this.#waiting = [];
+        try {
+          const point = await this.#cycle();
+          for (const waiter of waiters) waiter.resolve(point);
+        } catch (error) {
+          for (const waiter of waiters.concat(this.#waiting.splice(0))) waiter.reject(error);
+          this.#notifyCommit();
+        }
+      }
+    } finally {
+      this.#cycleRunning = false;
+    }
+  }
+
+  async #cycle(): Promise<CommitPoint> {
+    this.assertWritable("commit");
+    const synced = this.durability !== "none";
+    const cookie = this.#pendingCookie;
+    const commitNumber = this.#commitNumber + 1;
+    const payload = encodeCommitMarker({ commitNumber, synced, cookie });
+    this.prepare([payload.length]);
+    this.#pendingCookie = undefined;
+    this.append(RecordKind.commit, [payload], payload.length);
+    const until = this.#tailAddress;
+    const begin = this.#beginAddress;
+    this.flush();
+    try {
+      await this.#syncSegments();
+    } catch (error) {
+      this.#poison = error;
+      throw error;
+    }
+    this.#commitNumber = commitNumber;
+    this.#committedUntilAddress = until;
+    if (cookie) this.#cookie = cookie;
+    this.#stats.commits++;
+    if (begin !== this.#durableBeginAddress || until - this.#checkpointAddress >= this.#checkpointIntervalBytes) {
+      await this.#checkpoint(false);
+    }
+    const point = this.commitPoint;
+    this.#notifyCommit();
+    return point;
+  }
+
+  async #syncSegments(): Promise<void> {
+    if (this.durability === "none") {
+      for (const segment of this.#segments.all()) segment.dirty = segment.fresh = false;
+      return;
+    }
+    const work: Promise<void>[] = [];
+    let fresh = false;
+    for (const segment of this.#segments.all()) {
+      if (!segment.dirty) continue;
+      segment.dirty = false;
+      fresh ||= segment.fresh;
+      work.push(segment.file.sync(segment.fresh ? "full" : this.durability));
+      segment.fresh = false;
+    }
+    if (fresh) work.push(this.#device.syncDirectory(this.dir));
+    this.#stats.syncs += work.length;
+    // Every sync must finish (or fail) before the result is known; the first failure wins.
+    const results = await Promise.allSettled(work);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
+  }
+
+  /** Writes and syncs a checkpoint at the committed point, then frees truncated segments. */
+  async #checkpoint(clean: boolean): Promise<void> {
+    const point: Checkpoint = {
+      logId: this.logId,
+      checkpointNumber: this.#checkpointNumber + 1,
+      commitNumber: this.#commitNumber,
+      beginAddress: this.#beginAddress,
+      committedUntilAddress: this.#committedUntilAddress,
+      segmentSizeBytes: this.segmentSizeBytes,
+      clean,
+      cookie: this.#cookie,
+    };
+    try {
+      writeCheckpoint(this.#checkpointFile, point);
+      if (this.durability !== "none") await this.#checkpointFile.sync("data");
+    } catch (error) {
+      this.#poison = error;
+      throw error;
+    }
+    this.#checkpointNumber = point.checkpointNumber;
+    this.#checkpointAddress = point.committedUntilAddress;
+    this.#durableBeginAddress = point.beginAddress;
+    this.#stats.checkpoints++;
+    const firstKept = Math.floor(point.beginAddress / this.segmentSizeBytes);
+    if (this.#segments.removeBelow(firstKept) > 0 && this.durability !== "none") {
+      await this.#device.syncDirectory(this.dir);
+    }
+  }
+
+  /** Resolves when `committedUntilAddress >= address`, or rejects when the tail fails/closes. */
+  waitFor(address: number, signal?: AbortSignal): Promise<void> {
+    if (this.#committedUntilAddress >= address) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (this.#committedUntilAddress >= address) return finish(resolve);
+        if (this.#closed) return finish(() => reject(new ClosedError("Cannot wait for commit: the log is closed")));
+        if (this.#poison !== undefined) {
+          return finish(() => reject(new PoisonedError("Cannot wait for commit: a write or sync failed", { cause: this.#poison })));
+        }
+        if (signal?.aborted) return finish(() => reject(signal.reason));
+        this.#commitListeners.push(check);
+      };
+      const onAbort = () => check();
+      const finish = (settle: () => void) => {
+        signal?.removeEventListener("abort", onAbort);
+        settle();
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      check();
+    });
+  }
+
+  /** Wakes every waiter registered by {@linkcode DurableTail.onNextCommit}. */
+  #notifyCommit(): void {
+    const listeners = this.#commitListeners;
+    this.#commitListeners = [];
+    for (const listener of listeners) listener();
+  }
+
+  /** Calls `listener` once, after the next commit, close, or failure. */
+  onNextCommit(listener: () => void): void {
+    this.#commitListeners.push(listener);
+  }
+
+  // ---- truncation --------------------------------------------------------------------------
+
+  /** Moves the begin address forward; segments below it are removed after the next commit. */
+  truncateUntil(address: number): void {
+    if (address > this.#beginAddress) this.#beginAddress = address;
+  }
+
+  // ---- reads -------------------------------------------------------------------------------
+
+  /**
+   * Finds the record at `address` (`beginAddress <= address < tailAddress`) and returns its kind
+   * and payload (a view into the mapping, or into the staging buffer — copy before keeping), or a
+   * string saying why no record starts there.
+   */
+  recordAt(address: number): { kind: number; payload: Uint8Array; size: number } | string {
+    if (address >= this.#stagingBase) {
+      const offset = address - this.#stagingBase;
+      const words = this.#stagedWords;
+      if ((offset & 7) !== 0 || offset + RECORD_HEADER_BYTES > this.#tailAddress - this.#stagingBase) {
+        return "no record starts there";
+      }
+      const w = offset >>> 2;
+      if ((words[w + 2] >>> 0) !== (address >>> 0)) return "no record starts there";
+      const length = headerLength(words, offset);
+      const start = offset + RECORD_HEADER_BYTES;
+      return {
+        kind: headerKind(words, offset),
+        payload: this.#staged.subarray(start, start + length),
+        size: recordSizeBytes(length),
+      };
+    }
+    const segment = this.#segments.ofAddress(address);
+    if (!segment) return "no segment holds that address";
+    const offset = address - segment.index * this.segmentSizeBytes;
+    if ((offset & 7) !== 0 || offset < SEGMENT_HEADER_BYTES) return "no record starts there";
+    const { bytes, words } = segment.view;
+    const problem = checkRecord(
+      bytes,
+      words,
+      offset,
+      this.segmentSizeBytes,
+      address,
+      this.logId,
+      this.recordBytesMax,
+    );
+    if (problem === "address" || problem === "empty") return "no record starts there";
+    if (problem !== undefined) {
+      throw new CorruptionError(segment.path, address, `record fails validation (${problem})`);
+    }
+    const length = headerLength(words, offset);
+    const start = offset + RECORD_HEADER_BYTES;
+    return {
+      kind: headerKind(words, offset),
+      payload: bytes.subarray(start, start + length),
+      size: recordSizeBytes(length),
+    };
+  }
+
+  /**
+   * Iterates the records of `kind` in `[from, to)`; `from` must be a record address (or the
+   * begin/committed address). Payloads are views: mapped for written records, a copy for staged.
+   */
+  *records(from: number, to: number, kind: RecordKind = RecordKind.entry): Generator<RecordRef> {
+    const S = this.segmentSizeBytes;
+    let address = from;
+    while (address < to) {
+      if (address < this.#beginAddress) address = this.#beginAddress;
+      const index = Math.floor(address / S);
+      const offset = address - index * S;
+      if (offset === 0 || S - offset < RECORD_HEADER_BYTES) {
+        address = this.#segments.firstAddressOf(offset === 0 ? index : index + 1);
+        continue;
+      }
+      const found = this.recordAt(address);
+      if (typeof found === "string") {
+        const segment = this.#segments.ofAddress(address);
+        throw new CorruptionError(segment?.path ?? this.dir, address, `scan found ${found}`);
+      }
+      const next = found.kind === RecordKind.padding ? (index + 1) * S : address + found.size;
+      if (found.kind === kind) {
+        const staged = address >= this.#stagingBase;
+        yield { address, nextAddress: next, payload: staged ? found.payload.slice() : found.payload };
+      }
+      address = next;
+    }
+  }
+
+  // ---- close -------------------------------------------------------------------------------
+
+  /** Waits for running commits, commits what remains, writes a clean checkpoint, releases all. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    let failure: unknown;
+    try {
+      if (this.#poison === undefined) {
+        if (!this.idle) await this.commit();
+        await this.#cycleDone;
+        if (this.#poison === undefined) await this.#checkpoint(true);
+      }
+    } catch (error) {
+      failure = error;
+    } finally {
+      await this.#cycleDone.catch(() => {});
+      this.#closed = true;
+      for (const waiter of this.#waiting.splice(0)) {
+        waiter.reject(new ClosedError("Cannot commit: the log is closed"));
+      }
+      this.#notifyCommit();
+      this.#segments.closeAll();
+      this.#checkpointFile.close();
+      this.#lock.release();
+    }
+    if (failure !== undefined) throw failure;
+  }
+}

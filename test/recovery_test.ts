@@ -1,0 +1,211 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import { join } from "node:path";
+import { AppendLog, CorruptionError, InvalidArgumentError } from "../mod.ts";
+import { entryBytes, seededRandom, tempDir } from "./_helpers.ts";
+
+const SMALL = { segmentSizeBytes: 64 * 1024, bufferSizeBytes: 8 * 1024 };
+const SEGMENT_0 = "segment-000000000000.hlog";
+
+/**
+ * Commits `groups` groups of entries, then copies the directory while the log is still open: the
+ * copy is what a crash at that moment would leave (the page cache is what a kill -9 leaves).
+ */
+async function crashImage(source: string, image: string, groups: number, perGroup = 20) {
+  const log = await AppendLog.open({ dir: source, ...SMALL });
+  const groupsOfAddresses: number[][] = [];
+  let i = 0;
+  for (let g = 0; g < groups; g++) {
+    const addresses = [];
+    for (let k = 0; k < perGroup; k++) addresses.push(log.enqueue(entryBytes(i++)));
+    await log.commit();
+    groupsOfAddresses.push(addresses);
+  }
+  fs.cpSync(source, image, { recursive: true });
+  await log.close();
+  return groupsOfAddresses;
+}
+
+function flipByte(path: string, offset: number): void {
+  const fd = fs.openSync(path, "r+");
+  const byte = new Uint8Array(1);
+  fs.readSync(fd, byte, 0, 1, offset);
+  byte[0] ^= 0x5a;
+  fs.writeSync(fd, byte, 0, 1, offset);
+  fs.closeSync(fd);
+}
+
+describe("recovery", () => {
+  test("a crash image reopens with every committed entry", async () => {
+    using dir = tempDir();
+    const image = join(dir.path, "image");
+    const groups = await crashImage(join(dir.path, "log"), image, 3);
+    await using log = await AppendLog.open({ dir: image, ...SMALL });
+    assert.equal(log.commitNumber, 3);
+    groups.flat().forEach((address, i) => assert.deepEqual(log.read(address), entryBytes(i)));
+  });
+
+  test("a torn last commit is cut off, zeroed, and the log keeps working", async () => {
+    using dir = tempDir();
+    const image = join(dir.path, "image");
+    const groups = await crashImage(join(dir.path, "log"), image, 3);
+    // Damage an entry of the last commit group: as if its write had torn before the sync ended.
+    flipByte(join(image, SEGMENT_0), groups[2][5] % SMALL.segmentSizeBytes + 20);
+    {
+      await using log = await AppendLog.open({ dir: image, ...SMALL });
+      assert.equal(log.recoveredTruncatedTail, true);
+      assert.equal(log.commitNumber, 2);
+      assert.equal(log.tailAddress, groups[2][0], "tail is right after commit marker 2");
+      groups.slice(0, 2).flat().forEach((a, i) => assert.deepEqual(log.read(a), entryBytes(i)));
+      assert.equal(log.read(groups[2][5]), undefined);
+      const bytes = fs.readFileSync(join(image, SEGMENT_0));
+      const tail = log.tailAddress;
+      assert.ok(bytes.subarray(tail, tail + 4096).every((b) => b === 0), "the torn tail is zeroed");
+      const next = log.enqueue(entryBytes(999));
+      await log.commit();
+      assert.deepEqual(log.read(next), entryBytes(999));
+    }
+    await using log = await AppendLog.open({ dir: image, ...SMALL });
+    assert.equal(log.recoveredTruncatedTail, false);
+    assert.equal(log.commitNumber, 3);
+  });
+
+  test("damage that a later durable commit proves was acknowledged fails the open, naming file and address", async () => {
+    using dir = tempDir();
+    const image = join(dir.path, "image");
+    const groups = await crashImage(join(dir.path, "log"), image, 4);
+    const damaged = groups[0][3];
+    flipByte(join(image, SEGMENT_0), damaged + 20);
+    await assert.rejects(AppendLog.open({ dir: image, ...SMALL }), (error: unknown) => {
+      assert.ok(error instanceof CorruptionError, String(error));
+      assert.equal(error.code, "ERR_CORRUPT");
+      assert.equal(error.address, damaged);
+      assert.ok(error.path.endsWith(SEGMENT_0));
+      assert.match(error.message, new RegExp(`address ${damaged}`));
+      return true;
+    });
+  });
+
+  test("damage before the checkpoint is reported on read and scan, never served", async () => {
+    using dir = tempDir();
+    const addresses: number[] = [];
+    {
+      await using log = await AppendLog.open({ dir: dir.path, ...SMALL });
+      for (let i = 0; i < 50; i++) addresses.push(log.enqueue(entryBytes(i)));
+      await log.commit();
+    }
+    flipByte(join(dir.path, SEGMENT_0), addresses[10] + 16 + 3);
+    await using log = await AppendLog.open({ dir: dir.path, ...SMALL });
+    assert.throws(() => log.read(addresses[10]), (e: unknown) => {
+      assert.ok(e instanceof CorruptionError);
+      assert.equal(e.address, addresses[10]);
+      return true;
+    });
+    assert.deepEqual(log.read(addresses[11]), entryBytes(11));
+    assert.throws(() => [...log.scan()], CorruptionError);
+  });
+
+  test("random single-byte corruption is detected by a scan or is harmless, never wrong bytes", async () => {
+    for (let seed = 1; seed <= 25; seed++) {
+      using dir = tempDir();
+      const random = seededRandom(seed);
+      const addresses: number[] = [];
+      let until: number;
+      {
+        await using log = await AppendLog.open({ dir: dir.path, ...SMALL });
+        for (let i = 0; i < 200; i++) addresses.push(log.enqueue(entryBytes(i)));
+        until = (await log.commit()).committedUntilAddress;
+      }
+      const offset = 64 + Math.floor(random() * (until - 64));
+      flipByte(join(dir.path, SEGMENT_0), offset);
+      const hit = addresses.findIndex((a, i) => offset >= a && offset < a + 16 + entryBytes(i).length);
+      await using log = await AppendLog.open({ dir: dir.path, ...SMALL });
+      for (let i = 0; i < addresses.length; i++) {
+        let value: Uint8Array | undefined;
+        try {
+          value = log.read(addresses[i]);
+        } catch (error) {
+          // A damaged address field reads as "no entry starts there" (InvalidArgumentError).
+          const typed = error instanceof CorruptionError || error instanceof InvalidArgumentError;
+          assert.ok(typed, `seed ${seed}: ${error}`);
+          assert.equal(i, hit, `seed ${seed}: only the damaged entry fails`);
+          continue;
+        }
+        assert.deepEqual(value, entryBytes(i), `seed ${seed}: entry ${i} read back exactly`);
+        assert.notEqual(i, hit, `seed ${seed}: a damaged entry must not read`);
+      }
+      let scanFailed = false;
+      try {
+        for (const entry of log.scan()) {
+          const i = addresses.indexOf(entry.address);
+          assert.deepEqual(entry.value, entryBytes(i), `seed ${seed}: scan served exact bytes`);
+        }
+      } catch (error) {
+        assert.ok(error instanceof CorruptionError, `seed ${seed}: ${error}`);
+        scanFailed = true;
+      }
+      if (hit >= 0) assert.ok(scanFailed, `seed ${seed}: the scan detected damage in entry ${hit}`);
+    }
+  });
+
+  test("a segment of another log is rejected", async () => {
+    using dir = tempDir();
+    const a = join(dir.path, "a");
+    const b = join(dir.path, "b");
+    for (const path of [a, b]) {
+      await using log = await AppendLog.open({ dir: path, ...SMALL });
+      log.enqueue(entryBytes(1));
+      await log.commit();
+    }
+    fs.copyFileSync(join(b, SEGMENT_0), join(a, SEGMENT_0));
+    await assert.rejects(AppendLog.open({ dir: a, ...SMALL }), (e: unknown) => {
+      assert.ok(e instanceof CorruptionError);
+      assert.match(e.message, /belongs to log/);
+      return true;
+    });
+  });
+
+  test("a torn checkpoint slot falls back to the other; two bad slots are corruption", async () => {
+    using dir = tempDir();
+    let address: number;
+    {
+      await using log = await AppendLog.open({ dir: dir.path, ...SMALL });
+      address = log.enqueue(entryBytes(1));
+      await log.commit();
+    }
+    const checkpoint = join(dir.path, "checkpoint");
+    // The close wrote checkpoint 1 into slot 1; tear it.
+    flipByte(checkpoint, 4096 + 30);
+    {
+      await using log = await AppendLog.open({ dir: dir.path, ...SMALL });
+      assert.deepEqual(log.read(address), entryBytes(1), "rescanned from the older slot");
+    }
+    // That close wrote checkpoint 2 into slot 0; now damage both.
+    flipByte(checkpoint, 30);
+    flipByte(checkpoint, 4096 + 30);
+    await assert.rejects(AppendLog.open({ dir: dir.path, ...SMALL }), CorruptionError);
+  });
+
+  test("a truncated segment file below the commit point is corruption", async () => {
+    using dir = tempDir();
+    {
+      await using log = await AppendLog.open({ dir: dir.path, ...SMALL });
+      log.enqueue(entryBytes(1));
+      await log.commit();
+    }
+    fs.truncateSync(join(dir.path, SEGMENT_0), 1000);
+    await assert.rejects(AppendLog.open({ dir: dir.path, ...SMALL }), CorruptionError);
+  });
+
+  test("segments missing their checkpoint are corruption, not a new log", async () => {
+    using dir = tempDir();
+    {
+      await using log = await AppendLog.open({ dir: dir.path, ...SMALL });
+      log.enqueue(entryBytes(1));
+      await log.commit();
+    }
+    fs.rmSync(join(dir.path, "checkpoint"));
+    await assert.rejects(AppendLog.open({ dir: dir.path, ...SMALL }), CorruptionError);
+  });
+});
