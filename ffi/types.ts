@@ -16,8 +16,14 @@
  * @module
  */
 
-/** How a file is mapped. Both are `MAP_SHARED`. */
-export type MapAccess = "read" | "readwrite";
+/**
+ * How a file is mapped: `"read"` (`PROT_READ`, `MAP_SHARED`: a store through a view faults),
+ * `"readwrite"` (`MAP_SHARED`: stores reach the file), or `"copy-on-write"` (`PROT_READ |
+ * PROT_WRITE`, `MAP_PRIVATE`: a store changes only a private copy of that page, never the file;
+ * untouched pages keep showing the file, later writes included). Views handed to callers use
+ * `"copy-on-write"`, so no caller can crash the process or change the log by writing into one.
+ */
+export type MapAccess = "read" | "readwrite" | "copy-on-write";
 
 /** `madvise` advice that the storage core uses. */
 export type MapAdvice = "normal" | "sequential" | "random" | "willneed" | "dontneed";
@@ -41,7 +47,7 @@ export interface Mapping {
 
 /** Options of {@linkcode Native.map}. */
 export interface MapOptions {
-  /** Read-only (`PROT_READ`) or read-write (`PROT_READ | PROT_WRITE`); both `MAP_SHARED`. */
+  /** See {@linkcode MapAccess}. */
   access: MapAccess;
   /** File offset of the mapping; a multiple of the page size. Default 0. */
   offsetBytes?: number;

@@ -116,7 +116,7 @@ class FsFile implements DeviceFile {
   }
 
   view(lengthBytes: number): FileView {
-    const mapping: Mapping = native.map(this.#openFd, lengthBytes, { access: "read" });
+    const mapping: Mapping = native.map(this.#openFd, lengthBytes, { access: "copy-on-write" });
     return {
       bytes: new Uint8Array(mapping.buffer),
       words: new Uint32Array(mapping.buffer),

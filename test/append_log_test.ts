@@ -293,6 +293,33 @@ describe("AppendLog", () => {
     assert.deepEqual(log.read(address), entryBytes(5));
   });
 
+  test("writing into a zero-copy view neither crashes nor changes the log on disk", async () => {
+    using dir = tempDir();
+    let address: number;
+    {
+      await using log = await AppendLog.open({ dir: dir.path });
+      address = log.enqueue(entryBytes(3));
+      await log.commit();
+      const view = log.readView(address)!;
+      const before = fingerprint(dir.path);
+      view.fill(0);
+      assert.equal(fingerprint(dir.path), before);
+    }
+    await using log = await AppendLog.open({ dir: dir.path });
+    assert.deepEqual(log.read(address), entryBytes(3));
+  });
+
+  test("commits sync off the JS thread: timers fire while a large commit is in flight", async () => {
+    using dir = tempDir();
+    await using log = await AppendLog.open({ dir: dir.path, entrySizeBytesMax: 1 << 20 });
+    for (let i = 0; i < 48; i++) log.enqueue(entryBytes(i, 1 << 20));
+    const order: string[] = [];
+    const commit = log.commit().then(() => order.push("commit"));
+    const timer = new Promise((r) => setTimeout(r, 0)).then(() => order.push("timer"));
+    await Promise.all([commit, timer]);
+    assert.deepEqual(order, ["timer", "commit"]);
+  });
+
   test("entries below beginAddress and at or past tailAddress read as undefined", async () => {
     using dir = tempDir();
     await using log = await AppendLog.open({ dir: dir.path });
