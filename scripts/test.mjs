@@ -25,8 +25,13 @@ const runs = [
     command: bin("bun"),
     args: ["test", "--timeout", "600000", ...(extra.length ? extra : ["test/"])],
     parse(output) {
-      const count = (word) => Number(output.match(new RegExp(`^\\s*(\\d+) ${word}$`, "m"))?.[1] ?? 0);
-      return { passed: count("pass"), failed: count("fail"), skipped: count("skip") + count("todo") };
+      const count = (word) =>
+        Number(output.match(new RegExp(`^\\s*(\\d+) ${word}$`, "m"))?.[1] ?? 0);
+      return {
+        passed: count("pass"),
+        failed: count("fail"),
+        skipped: count("skip") + count("todo"),
+      };
     },
   },
   {
@@ -54,7 +59,9 @@ const runs = [
         else counts.skipped++;
       }
       const summary = output.match(/^(ok|FAILED) \| \d+ passed.*?\| (\d+) failed/m);
-      if (summary && Number(summary[2]) > 0 && counts.failed === 0) counts.failed = Number(summary[2]);
+      if (summary && Number(summary[2]) > 0 && counts.failed === 0) {
+        counts.failed = Number(summary[2]);
+      }
       return counts;
     },
   },
@@ -88,7 +95,7 @@ function run({ runtime, command, args }) {
 }
 
 const total = { passed: 0, failed: 0, skipped: 0 };
-let failedRuntimes = [];
+const failedRuntimes = [];
 for (const spec of runs) {
   const { output, code, signal } = await run(spec);
   // deno-lint-ignore no-control-regex
@@ -97,7 +104,9 @@ for (const spec of runs) {
   if ((code !== 0 || signal) && counts.failed === 0) counts.failed = 1;
   if (counts.passed + counts.failed === 0) counts.failed = 1; // ran no test: a failure, not a pass
   if (counts.failed > 0) failedRuntimes.push(spec.runtime);
-  console.log(`${spec.runtime}: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
+  console.log(
+    `${spec.runtime}: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`,
+  );
   for (const key of Object.keys(total)) total[key] += counts[key];
 }
 if (failedRuntimes.length) console.log(`failed in: ${failedRuntimes.join(", ")}`);

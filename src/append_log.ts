@@ -181,7 +181,10 @@ export class AppendLog {
         durability,
         segmentSizeBytes,
         bufferSizeBytes,
-        recordBytesMax: Math.max(entrySizeBytesMax, COMMIT_MARKER_FIXED_BYTES + COOKIE_SIZE_BYTES_MAX),
+        recordBytesMax: Math.max(
+          entrySizeBytesMax,
+          COMMIT_MARKER_FIXED_BYTES + COOKIE_SIZE_BYTES_MAX,
+        ),
         checkpointIntervalBytes,
       });
       return new AppendLog(tail, entrySizeBytesMax);
@@ -266,7 +269,9 @@ export class AppendLog {
    */
   enqueueBatch(entries: readonly Uint8Array[]): number[] {
     if (!Array.isArray(entries)) {
-      throw new InvalidArgumentError("Cannot enqueue batch: entries must be an array of Uint8Array");
+      throw new InvalidArgumentError(
+        "Cannot enqueue batch: entries must be an array of Uint8Array",
+      );
     }
     entries.forEach((entry, i) =>
       checkBytes("enqueue batch", `entry ${i}`, entry, this.#entrySizeBytesMax)
@@ -411,7 +416,10 @@ export class AppendLog {
       );
     }
     if (address <= this.#tail.beginAddress) return;
-    if (address !== this.#tail.committedUntilAddress && typeof this.#tail.recordAt(address) === "string") {
+    if (
+      address !== this.#tail.committedUntilAddress &&
+      typeof this.#tail.recordAt(address) === "string"
+    ) {
       throw new InvalidArgumentError(`Cannot truncate until ${address}: no entry starts there`);
     }
     this.#tail.truncateUntil(address);

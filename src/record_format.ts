@@ -20,11 +20,7 @@
  * @module
  */
 import { checksum } from "./checksum.ts";
-import {
-  ADDRESS_LIMIT,
-  RECORD_ALIGNMENT_BYTES,
-  RECORD_HEADER_BYTES,
-} from "./constants.ts";
+import { ADDRESS_LIMIT, RECORD_ALIGNMENT_BYTES, RECORD_HEADER_BYTES } from "./constants.ts";
 
 /** Record kinds. */
 export const RecordKind = { entry: 1, padding: 2, commit: 3 } as const;

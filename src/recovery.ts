@@ -30,9 +30,9 @@ import {
   headerAddress,
   headerKind,
   headerLength,
+  RecordKind,
   type RecordProblem,
   recordSizeBytes,
-  RecordKind,
 } from "./record_format.ts";
 import { segmentHeaderProblem } from "./segment_format.ts";
 import { SegmentSet } from "./segments.ts";
@@ -141,7 +141,11 @@ export function recoverLog(device: Device, dir: string, options: RecoveryOptions
   if (!device.exists(checkpointPath)) {
     const leftovers = SegmentSet.listIndexes(device, dir);
     if (leftovers.length) {
-      throw new CorruptionError(checkpointPath, 0, "segment files exist but the checkpoint is missing");
+      throw new CorruptionError(
+        checkpointPath,
+        0,
+        "segment files exist but the checkpoint is missing",
+      );
     }
     createCheckpointFile(device, dir, options);
   }
@@ -247,7 +251,9 @@ function recoverSegments(
   // Cut back to the last commit marker: drop the torn or uncommitted tail, and zero what follows
   // it so stale bytes can never pass as records later. Skipped only after a clean close.
   const truncatedTail = scan.stopAddress !== tailAddress || damaged;
-  if (!checkpoint.clean || truncatedTail || segments.lastIndex! > tailSegmentIndex(tailAddress, S)) {
+  if (
+    !checkpoint.clean || truncatedTail || segments.lastIndex! > tailSegmentIndex(tailAddress, S)
+  ) {
     const tailIndex = tailSegmentIndex(tailAddress, S);
     const segment = segments.at(tailIndex)!;
     const offset = tailAddress - tailIndex * S;
@@ -287,7 +293,9 @@ function adoptSegment(
   let adopted = false;
   try {
     const size = file.sizeBytes();
-    if (size < segments.segmentSizeBytes) return `segment file is ${size} bytes, expected ${segments.segmentSizeBytes}`;
+    if (size < segments.segmentSizeBytes) {
+      return `segment file is ${size} bytes, expected ${segments.segmentSizeBytes}`;
+    }
     const header = new Uint8Array(SEGMENT_HEADER_BYTES);
     file.read(header, 0);
     const problem = segmentHeaderProblem(header, segments.logId, index, segments.segmentSizeBytes);
@@ -383,7 +391,9 @@ function findLaterMarker(
     for (; offset + RECORD_HEADER_BYTES <= S; offset += RECORD_ALIGNMENT_BYTES) {
       if (headerAddress(words, offset) !== base + offset) continue;
       if (headerKind(words, offset) !== RecordKind.commit) continue;
-      if (checkRecord(bytes, words, offset, S, base + offset, segments.logId, options.recordBytesMax)) {
+      if (
+        checkRecord(bytes, words, offset, S, base + offset, segments.logId, options.recordBytesMax)
+      ) {
         continue;
       }
       const start = offset + RECORD_HEADER_BYTES;

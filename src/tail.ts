@@ -15,8 +15,8 @@ import {
   checkRecord,
   headerKind,
   headerLength,
-  recordSizeBytes,
   RecordKind,
+  recordSizeBytes,
   sealRecord,
   writeHeader,
 } from "./record_format.ts";
@@ -75,8 +75,6 @@ interface Waiter {
   reject(error: unknown): void;
 }
 
-/** Where a record goes: into the staging buffer, or (too large for it) straight to its segment. */
-const DIRECT = -1;
 /** `reserve` could not place a record without I/O (only when I/O was not allowed). */
 const WOULD_BLOCK = -2;
 
@@ -419,7 +417,10 @@ export class DurableTail {
     this.#committedUntilAddress = until;
     if (cookie) this.#cookie = cookie;
     this.#stats.commits++;
-    if (begin !== this.#durableBeginAddress || until - this.#checkpointAddress >= this.#checkpointIntervalBytes) {
+    if (
+      begin !== this.#durableBeginAddress ||
+      until - this.#checkpointAddress >= this.#checkpointIntervalBytes
+    ) {
       await this.#checkpoint(false);
     }
     const point = this.commitPoint;
@@ -484,9 +485,17 @@ export class DurableTail {
     return new Promise((resolve, reject) => {
       const check = () => {
         if (this.#committedUntilAddress >= address) return finish(resolve);
-        if (this.#closed) return finish(() => reject(new ClosedError("Cannot wait for commit: the log is closed")));
+        if (this.#closed) {
+          return finish(() => reject(new ClosedError("Cannot wait for commit: the log is closed")));
+        }
         if (this.#poison !== undefined) {
-          return finish(() => reject(new PoisonedError("Cannot wait for commit: a write or sync failed", { cause: this.#poison })));
+          return finish(() =>
+            reject(
+              new PoisonedError("Cannot wait for commit: a write or sync failed", {
+                cause: this.#poison,
+              }),
+            )
+          );
         }
         if (signal?.aborted) return finish(() => reject(signal.reason));
         this.#commitListeners.push(check);
@@ -531,7 +540,9 @@ export class DurableTail {
     if (address >= this.#stagingBase) {
       const offset = address - this.#stagingBase;
       const words = this.#stagedWords;
-      if ((offset & 7) !== 0 || offset + RECORD_HEADER_BYTES > this.#tailAddress - this.#stagingBase) {
+      if (
+        (offset & 7) !== 0 || offset + RECORD_HEADER_BYTES > this.#tailAddress - this.#stagingBase
+      ) {
         return "no record starts there";
       }
       const w = offset >>> 2;
@@ -594,7 +605,11 @@ export class DurableTail {
       const next = found.kind === RecordKind.padding ? (index + 1) * S : address + found.size;
       if (found.kind === kind) {
         const staged = address >= this.#stagingBase;
-        yield { address, nextAddress: next, payload: staged ? found.payload.slice() : found.payload };
+        yield {
+          address,
+          nextAddress: next,
+          payload: staged ? found.payload.slice() : found.payload,
+        };
       }
       address = next;
     }

@@ -14,9 +14,16 @@ function describe(value: unknown): string {
 }
 
 /** Checks `value` is a `Uint8Array` of at most `lengthMax` bytes. */
-export function checkBytes(what: string, name: string, value: unknown, lengthMax: number): Uint8Array {
+export function checkBytes(
+  what: string,
+  name: string,
+  value: unknown,
+  lengthMax: number,
+): Uint8Array {
   if (!(value instanceof Uint8Array)) {
-    throw new InvalidArgumentError(`Cannot ${what}: ${name} must be a Uint8Array, got ${describe(value)}`);
+    throw new InvalidArgumentError(
+      `Cannot ${what}: ${name} must be a Uint8Array, got ${describe(value)}`,
+    );
   }
   if (value.length > lengthMax) {
     throw new InvalidArgumentError(
@@ -69,7 +76,9 @@ export function checkChoice<T extends string>(
   if (value === undefined) return fallback;
   if (!choices.includes(value as T)) {
     throw new InvalidArgumentError(
-      `Cannot ${what}: ${name} must be one of ${choices.map((c) => `"${c}"`).join(", ")}, got ${describe(value)}`,
+      `Cannot ${what}: ${name} must be one of ${choices.map((c) => `"${c}"`).join(", ")}, got ${
+        describe(value)
+      }`,
     );
   }
   return value as T;

@@ -2,12 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
-import {
-  AppendLog,
-  ClosedError,
-  InvalidArgumentError,
-  LockedError,
-} from "../mod.ts";
+import { AppendLog, ClosedError, InvalidArgumentError, LockedError } from "../mod.ts";
 import { entryBytes, fingerprint, tempDir } from "./_helpers.ts";
 
 const SMALL = { segmentSizeBytes: 64 * 1024, bufferSizeBytes: 8 * 1024 };
@@ -250,7 +245,10 @@ describe("AppendLog", () => {
     await log.commit();
     const before = fingerprint(dir.path);
     const invalid = (fn: () => unknown) =>
-      assert.throws(fn, (e: unknown) => e instanceof InvalidArgumentError && e.code === "ERR_INVALID_ARGUMENT");
+      assert.throws(
+        fn,
+        (e: unknown) => e instanceof InvalidArgumentError && e.code === "ERR_INVALID_ARGUMENT",
+      );
     invalid(() => log.enqueue("text" as unknown as Uint8Array));
     invalid(() => log.enqueue([1, 2] as unknown as Uint8Array));
     invalid(() => log.enqueue(new Uint8Array(1001)));
@@ -262,8 +260,14 @@ describe("AppendLog", () => {
     invalid(() => log.truncateUntil(-5));
     invalid(() => log.truncateUntil(log.tailAddress + 800));
     await assert.rejects(log.commit({ cookie: new Uint8Array(5000) }), InvalidArgumentError);
-    await assert.rejects(AppendLog.open({ dir: dir.path, durability: "sometimes" as "data" }), InvalidArgumentError);
-    await assert.rejects(AppendLog.open({ dir: join(dir.path, "x"), segmentSizeBytes: 100_000 }), InvalidArgumentError);
+    await assert.rejects(
+      AppendLog.open({ dir: dir.path, durability: "sometimes" as "data" }),
+      InvalidArgumentError,
+    );
+    await assert.rejects(
+      AppendLog.open({ dir: join(dir.path, "x"), segmentSizeBytes: 100_000 }),
+      InvalidArgumentError,
+    );
     assert.equal(fingerprint(dir.path), before);
     assert.deepEqual(log.read(a), entryBytes(0));
   });

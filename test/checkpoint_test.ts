@@ -1,7 +1,12 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { type Checkpoint, decodeCheckpoint, encodeCheckpoint } from "../src/checkpoint.ts";
-import { encodeSegmentHeader, parseSegmentFileName, segmentFileName, segmentHeaderProblem } from "../src/segment_format.ts";
+import {
+  encodeSegmentHeader,
+  parseSegmentFileName,
+  segmentFileName,
+  segmentHeaderProblem,
+} from "../src/segment_format.ts";
 import { seededRandom } from "./_helpers.ts";
 
 const point: Checkpoint = {

@@ -5,15 +5,20 @@ import {
   headerAddress,
   headerKind,
   headerLength,
-  recordSizeBytes,
   RecordKind,
+  recordSizeBytes,
   sealRecord,
   writeHeader,
 } from "../src/record_format.ts";
 import { decodeCommitMarker, encodeCommitMarker } from "../src/recovery.ts";
 import { seededRandom } from "./_helpers.ts";
 
-function record(address: number, payload: Uint8Array, seed = 77, kind: RecordKind = RecordKind.entry) {
+function record(
+  address: number,
+  payload: Uint8Array,
+  seed = 77,
+  kind: RecordKind = RecordKind.entry,
+) {
   const bytes = new Uint8Array(recordSizeBytes(payload.length) + 16);
   const words = new Uint32Array(bytes.buffer);
   writeHeader(words, 0, payload.length, address, kind);
@@ -78,9 +83,13 @@ describe("record format", () => {
 
   test("commit markers round-trip their number, sync flag and cookie", () => {
     const cookie = new Uint8Array([1, 2, 3]);
-    const decoded = decodeCommitMarker(encodeCommitMarker({ commitNumber: 42, synced: true, cookie }));
+    const decoded = decodeCommitMarker(
+      encodeCommitMarker({ commitNumber: 42, synced: true, cookie }),
+    );
     assert.deepEqual(decoded, { commitNumber: 42, synced: true, cookie });
-    const bare = decodeCommitMarker(encodeCommitMarker({ commitNumber: 1, synced: false, cookie: undefined }));
+    const bare = decodeCommitMarker(
+      encodeCommitMarker({ commitNumber: 1, synced: false, cookie: undefined }),
+    );
     assert.deepEqual(bare, { commitNumber: 1, synced: false, cookie: undefined });
     assert.equal(decodeCommitMarker(new Uint8Array(8)), undefined);
   });

@@ -119,7 +119,9 @@ describe("recovery", () => {
       }
       const offset = 64 + Math.floor(random() * (until - 64));
       flipByte(join(dir.path, SEGMENT_0), offset);
-      const hit = addresses.findIndex((a, i) => offset >= a && offset < a + 16 + entryBytes(i).length);
+      const hit = addresses.findIndex((a, i) =>
+        offset >= a && offset < a + 16 + entryBytes(i).length
+      );
       await using log = await AppendLog.open({ dir: dir.path, ...SMALL });
       for (let i = 0; i < addresses.length; i++) {
         let value: Uint8Array | undefined;
