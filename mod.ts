@@ -34,4 +34,11 @@ export {
   LockedError,
   PoisonedError,
 } from "./src/errors.ts";
-export type { Device, DeviceFile, DirectoryLock, FileView, OpenOptions, SyncMode } from "./src/device.ts";
+export type {
+  Device,
+  DeviceFile,
+  DirectoryLock,
+  FileView,
+  OpenOptions,
+  SyncMode,
+} from "./src/device.ts";
