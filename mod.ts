@@ -42,3 +42,20 @@ export type {
   OpenOptions,
   SyncMode,
 } from "./src/device.ts";
+export {
+  type Ballot,
+  type ConsensusEntry,
+  ConsensusLog,
+  type ConsensusLogOptions,
+  type ConsensusLogStats,
+  type ConsensusTailOptions,
+  type RaftHardState,
+  type SlotRange,
+} from "./src/consensus_log.ts";
+export {
+  AlreadyCommittedError,
+  BallotError,
+  NotCommittedError,
+  RegionFullError,
+  SlotNotFoundError,
+} from "./src/errors.ts";

@@ -24,7 +24,7 @@ import { ClosedError, InvalidArgumentError } from "./errors.ts";
 import { fsDevice } from "./fs_device.ts";
 import { COMMIT_MARKER_FIXED_BYTES, RecordKind } from "./record_format.ts";
 import { type CommitPoint, type Durability, DurableTail } from "./tail.ts";
-import { checkBytes, checkChoice, checkIndex, checkSizeOption } from "./validate.ts";
+import { checkBytes, checkChoice, checkIndex, checkSizeOption, runNow } from "./validate.ts";
 
 export type { CommitPoint, Durability };
 
@@ -291,7 +291,7 @@ export class AppendLog {
    * @throws {IoError} The write or sync of this commit failed (the log is poisoned after it).
    */
   commit(options?: { cookie?: Uint8Array }): Promise<CommitPoint> {
-    return Promise.resolve().then(() => {
+    return runNow(() => {
       const cookie = options?.cookie === undefined
         ? undefined
         : checkBytes("commit", "cookie", options.cookie, COOKIE_SIZE_BYTES_MAX);
@@ -304,7 +304,7 @@ export class AppendLog {
    * commit; it does not start one.
    */
   waitForCommit(address?: number): Promise<void> {
-    return Promise.resolve().then(() => {
+    return runNow(() => {
       this.#tail.assertOpen("wait for commit");
       const until = address === undefined
         ? this.#tail.tailAddress

@@ -113,3 +113,52 @@ export class PoisonedError extends HybridLogError {
     super("ERR_POISONED", message, options);
   }
 }
+
+/** A ballot (or Raft term) lower than the one held or promised. */
+export class BallotError extends HybridLogError {
+  /** @param message What was attempted and which ballot won. */
+  constructor(message: string) {
+    super("ERR_BALLOT", message);
+  }
+}
+
+/** The slot is committed and can never change. */
+export class AlreadyCommittedError extends HybridLogError {
+  /** The committed slot. */
+  readonly slot: number;
+  /** @param slot The slot. @param what What was attempted. */
+  constructor(slot: number, what: string) {
+    super("ERR_COMMITTED", `Cannot ${what} slot ${slot}: it is committed`);
+    this.slot = slot;
+  }
+}
+
+/** The slot holds no accepted or committed entry. */
+export class SlotNotFoundError extends HybridLogError {
+  /** The slot. */
+  readonly slot: number;
+  /** @param slot The slot. @param what What was attempted. */
+  constructor(slot: number, what: string) {
+    super("ERR_NOT_FOUND", `Cannot ${what} slot ${slot}: it holds no accepted entry`);
+    this.slot = slot;
+  }
+}
+
+/** The slot is accepted but not (durably) committed. */
+export class NotCommittedError extends HybridLogError {
+  /** The slot. */
+  readonly slot: number;
+  /** @param slot The slot. */
+  constructor(slot: number) {
+    super("ERR_NOT_COMMITTED", `Cannot read slot ${slot} as committed: it is only accepted`);
+    this.slot = slot;
+  }
+}
+
+/** The mutable region has no room: backpressure. Commit or wait, then retry. */
+export class RegionFullError extends HybridLogError {
+  /** @param message What did not fit. */
+  constructor(message: string) {
+    super("ERR_REGION_FULL", message);
+  }
+}

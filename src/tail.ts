@@ -160,6 +160,10 @@ export class DurableTail {
     }
   }
 
+  /** The device the tail writes through. */
+  get device(): Device {
+    return this.#device;
+  }
   /** Lowest readable address. */
   get beginAddress(): number {
     return this.#beginAddress;

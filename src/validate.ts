@@ -83,3 +83,15 @@ export function checkChoice<T extends string>(
   }
   return value as T;
 }
+
+/**
+ * Runs `work` now, on the caller's turn (so its effect is ordered with the caller's other calls),
+ * and returns its result as a promise; a synchronous throw becomes a rejection.
+ */
+export function runNow<T>(work: () => T | Promise<T>): Promise<T> {
+  try {
+    return Promise.resolve(work());
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}

@@ -1,0 +1,362 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import {
+  AlreadyCommittedError,
+  BallotError,
+  ConsensusLog,
+  InvalidArgumentError,
+  NotCommittedError,
+  RegionFullError,
+  SlotNotFoundError,
+} from "../mod.ts";
+import { entryBytes, fingerprint, seededRandom, tempDir } from "./_helpers.ts";
+
+const SMALL = { segmentSizeBytes: 64 * 1024, bufferSizeBytes: 8 * 1024 };
+const b = (round: number, node = 0) => ({ round, node });
+
+describe("ConsensusLog", () => {
+  test("accept, commit and read back after reopen", async () => {
+    using dir = tempDir();
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path });
+      assert.equal(log.accept(7, b(1, 2), entryBytes(7)), undefined, "non-durable accept is sync");
+      await log.commit(7);
+      const entry = log.readCommitted(7)!;
+      assert.deepEqual(entry, { slot: 7, ballot: b(1, 2), committed: true, value: entryBytes(7) });
+    }
+    await using log = await ConsensusLog.open({ dir: dir.path });
+    assert.deepEqual(log.read(7), {
+      slot: 7,
+      ballot: b(1, 2),
+      committed: true,
+      value: entryBytes(7),
+    });
+    assert.equal(log.read(8), undefined);
+    assert.equal(log.readCommitted(8), undefined);
+  });
+
+  test("the Paxos acceptor rule: a lower ballot is refused, equal or higher replaces", async () => {
+    using dir = tempDir();
+    await using log = await ConsensusLog.open({ dir: dir.path });
+    log.accept(1, b(5, 1), entryBytes(1));
+    assert.throws(
+      () => log.accept(1, b(5, 0), entryBytes(2)),
+      (e: unknown) => e instanceof BallotError && e.code === "ERR_BALLOT",
+    );
+    assert.throws(() => log.accept(1, b(4, 9), entryBytes(2)), BallotError);
+    assert.deepEqual(log.read(1)!.value, entryBytes(1), "a refused accept changes nothing");
+    log.accept(1, b(5, 1), entryBytes(3));
+    assert.deepEqual(log.read(1)!.value, entryBytes(3), "the same ballot may re-send");
+    log.accept(1, b(6, 0), entryBytes(4));
+    assert.deepEqual(log.read(1), {
+      slot: 1,
+      ballot: b(6, 0),
+      committed: false,
+      value: entryBytes(4),
+    });
+  });
+
+  test("a committed slot can never be overwritten and commit is idempotent", async () => {
+    using dir = tempDir();
+    await using log = await ConsensusLog.open({ dir: dir.path });
+    log.accept(3, b(1), entryBytes(3));
+    await log.commit(3);
+    assert.throws(
+      () => log.accept(3, b(99), entryBytes(4)),
+      (e: unknown) => e instanceof AlreadyCommittedError && e.code === "ERR_COMMITTED",
+    );
+    await log.commit(3);
+    await log.commitMany([3, 3]);
+    assert.deepEqual(log.readCommitted(3)!.value, entryBytes(3));
+  });
+
+  test("committing an empty slot throws SlotNotFoundError; commitMany checks all first", async () => {
+    using dir = tempDir();
+    await using log = await ConsensusLog.open({ dir: dir.path });
+    await assert.rejects(
+      log.commit(1),
+      (e: unknown) => e instanceof SlotNotFoundError && e.code === "ERR_NOT_FOUND",
+    );
+    log.accept(2, b(1), entryBytes(2));
+    await assert.rejects(log.commitMany([2, 9]), SlotNotFoundError);
+    assert.equal(log.read(2)!.committed, false, "nothing moved");
+    await log.commitMany([2]);
+    assert.equal(log.read(2)!.committed, true);
+  });
+
+  test("readCommitted of an accepted slot throws NotCommittedError", async () => {
+    using dir = tempDir();
+    await using log = await ConsensusLog.open({ dir: dir.path });
+    log.accept(4, b(1), entryBytes(4));
+    assert.throws(
+      () => log.readCommitted(4),
+      (e: unknown) => e instanceof NotCommittedError && e.code === "ERR_NOT_COMMITTED",
+    );
+  });
+
+  test("uncommitted() lists accepted entries; committed() lists durable ones in slot order", async () => {
+    using dir = tempDir();
+    await using log = await ConsensusLog.open({ dir: dir.path });
+    for (const slot of [9, 2, 1000, 5, 2 ** 40]) log.accept(slot, b(1), entryBytes(slot % 1000));
+    await log.commitMany([1000, 2, 2 ** 40]);
+    assert.deepEqual([...log.uncommitted()].map((e) => e.slot).sort((x, y) => x - y), [5, 9]);
+    assert.deepEqual([...log.committed()].map((e) => e.slot), [2, 1000, 2 ** 40]);
+    assert.deepEqual([...log.committed({ from: 3, to: 2 ** 40 })].map((e) => e.slot), [1000]);
+  });
+
+  test("tail yields committed entries as they commit", async () => {
+    using dir = tempDir();
+    await using log = await ConsensusLog.open({ dir: dir.path });
+    log.accept(1, b(1), entryBytes(1));
+    await log.commit(1);
+    const controller = new AbortController();
+    const seen: number[] = [];
+    const reader = (async () => {
+      for await (const entry of log.tail({ from: 1, signal: controller.signal })) {
+        seen.push(entry.slot);
+        if (seen.length === 3) controller.abort();
+      }
+    })();
+    log.accept(5, b(1), entryBytes(5));
+    log.accept(3, b(1), entryBytes(3));
+    await log.commit(5);
+    await log.commit(3);
+    await reader;
+    assert.deepEqual(seen, [1, 5, 3]);
+  });
+
+  test("promise() is durable, refuses lower ballots, and bounds later accepts", async () => {
+    using dir = tempDir();
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path });
+      assert.equal(log.promised, undefined);
+      await log.promise(b(4, 1));
+      await log.promise(b(4, 1));
+      await assert.rejects(log.promise(b(3, 9)), BallotError);
+      assert.throws(() => log.accept(1, b(4, 0), entryBytes(1)), BallotError);
+      log.accept(1, b(4, 1), entryBytes(1));
+      await log.promise(b(7, 0));
+    }
+    await using log = await ConsensusLog.open({ dir: dir.path });
+    assert.deepEqual(log.promised, b(7, 0));
+    assert.throws(() => log.accept(2, b(6, 5), entryBytes(2)), BallotError);
+  });
+
+  test("Raft hard state survives reopen; terms never decrease and a vote holds for its term", async () => {
+    using dir = tempDir();
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path });
+      assert.deepEqual(log.hardState, { term: 0, vote: undefined });
+      await log.setHardState({ term: 2, vote: undefined });
+      await log.setHardState({ term: 2, vote: 3 });
+      await assert.rejects(log.setHardState({ term: 2, vote: 4 }), BallotError);
+      await assert.rejects(log.setHardState({ term: 1, vote: 1 }), BallotError);
+      await log.setHardState({ term: 5, vote: 1 });
+    }
+    await using log = await ConsensusLog.open({ dir: dir.path });
+    assert.deepEqual(log.hardState, { term: 5, vote: 1 });
+  });
+
+  test("a torn hard-state slot falls back to the previous record", async () => {
+    using dir = tempDir();
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path });
+      await log.promise(b(1)); // sequence 1 → slot 1
+      await log.promise(b(2)); // sequence 2 → slot 0
+    }
+    const path = `${dir.path}/state`;
+    const bytes = fs.readFileSync(path);
+    bytes[20] ^= 0xff; // tear slot 0, the newest
+    fs.writeFileSync(path, bytes);
+    await using log = await ConsensusLog.open({ dir: dir.path });
+    assert.deepEqual(log.promised, b(1));
+  });
+
+  test("truncatePrefix drops committed slots below it, keeps the slot, frees segments, survives reopen", async () => {
+    using dir = tempDir();
+    const segments = () => fs.readdirSync(dir.path).filter((n) => n.startsWith("segment-")).length;
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path, ...SMALL });
+      for (let slot = 0; slot < 2000; slot++) log.accept(slot, b(1), entryBytes(slot));
+      await log.commitMany(Array.from({ length: 2000 }, (_, i) => i));
+      const before = segments();
+      await log.truncatePrefix(1500);
+      assert.ok(segments() < before, `segments ${before} → ${segments()}`);
+      assert.equal(log.read(1499), undefined);
+      assert.deepEqual(log.readCommitted(1500)!.value, entryBytes(1500));
+    }
+    await using log = await ConsensusLog.open({ dir: dir.path, ...SMALL });
+    assert.equal(log.read(10), undefined);
+    assert.equal(log.read(1499), undefined);
+    assert.equal([...log.committed()].length, 500);
+  });
+
+  test("durable accepts survive a reopen with their ballots; plain accepts are forgotten", async () => {
+    using dir = tempDir();
+    const durableDir = `${dir.path}/durable`;
+    const plainDir = `${dir.path}/plain`;
+    {
+      await using durable = await ConsensusLog.open({ dir: durableDir, durableAccepts: true });
+      await using plain = await ConsensusLog.open({ dir: plainDir });
+      const pending = durable.accept(1, b(2, 1), entryBytes(1));
+      assert.ok(pending instanceof Promise, "a durable accept returns a promise");
+      await pending;
+      await durable.accept(1, b(3, 1), entryBytes(2));
+      await durable.accept(2, b(1, 1), entryBytes(3));
+      plain.accept(1, b(2, 1), entryBytes(1));
+    }
+    await using durable = await ConsensusLog.open({ dir: durableDir });
+    await using plain = await ConsensusLog.open({ dir: plainDir });
+    assert.deepEqual(durable.read(1), {
+      slot: 1,
+      ballot: b(3, 1),
+      committed: false,
+      value: entryBytes(2),
+    });
+    assert.deepEqual(durable.read(2)!.value, entryBytes(3));
+    assert.equal(plain.read(1), undefined);
+  });
+
+  test("a full region is backpressure: tryAccept false, accept RegionFullError, nothing lost", async () => {
+    using dir = tempDir();
+    await using log = await ConsensusLog.open({ dir: dir.path, mutableSizeBytes: 64 * 1024 });
+    let slot = 0;
+    while (log.tryAccept(slot, b(1), entryBytes(slot, 1000)) === true) slot++;
+    assert.ok(slot > 50 && slot < 66, `accepted ${slot} entries of 1 KiB into 64 KiB`);
+    assert.throws(
+      () => log.accept(slot, b(1), entryBytes(slot, 1000)),
+      (e: unknown) => e instanceof RegionFullError && e.code === "ERR_REGION_FULL",
+    );
+    for (let s = 0; s < slot; s++) assert.deepEqual(log.read(s)!.value, entryBytes(s, 1000));
+    await log.commitMany(Array.from({ length: 10 }, (_, i) => i));
+    assert.equal(log.tryAccept(slot, b(1), entryBytes(slot, 1000)), true, "commits reclaim space");
+    for (let i = 0; i < 2000; i++) log.accept(slot, b(2 + i), entryBytes(i % 7, 1000));
+    assert.deepEqual(
+      log.read(slot)!.value,
+      entryBytes(1999 % 7, 1000),
+      "superseding reclaims space",
+    );
+  });
+
+  test("bad input gets a typed error and changes nothing on disk", async () => {
+    using dir = tempDir();
+    await using log = await ConsensusLog.open({ dir: dir.path, entrySizeBytesMax: 1000 });
+    log.accept(1, b(1), entryBytes(1));
+    await log.commit(1);
+    const before = fingerprint(dir.path);
+    const invalid = (fn: () => unknown) =>
+      assert.throws(
+        fn,
+        (e: unknown) => e instanceof InvalidArgumentError && e.code === "ERR_INVALID_ARGUMENT",
+      );
+    for (const slot of [-1, 1.5, 2 ** 53, NaN, "1", undefined]) {
+      invalid(() => log.accept(slot as number, b(1), entryBytes(1)));
+      invalid(() => log.read(slot as number));
+    }
+    invalid(() => log.accept(2, { round: -1, node: 0 }, entryBytes(1)));
+    invalid(() => log.accept(2, { round: 1.5, node: 0 }, entryBytes(1)));
+    invalid(() => log.accept(2, { round: 1 } as { round: number; node: number }, entryBytes(1)));
+    invalid(() => log.accept(2, null as unknown as { round: number; node: number }, entryBytes(1)));
+    invalid(() => log.accept(2, b(1), "value" as unknown as Uint8Array));
+    invalid(() => log.accept(2, b(1), new Uint8Array(1001)));
+    await assert.rejects(log.commit(-1), InvalidArgumentError);
+    await assert.rejects(log.commitMany([1, -1]), InvalidArgumentError);
+    await assert.rejects(log.promise({ round: -2, node: 0 }), InvalidArgumentError);
+    await assert.rejects(log.setHardState({ term: -1, vote: undefined }), InvalidArgumentError);
+    await assert.rejects(log.truncatePrefix(1.5), InvalidArgumentError);
+    await assert.rejects(
+      ConsensusLog.open({ dir: `${dir.path}/x`, entrySizeBytesMax: 2 ** 40 }),
+      InvalidArgumentError,
+    );
+    assert.equal(log.read(2), undefined);
+    assert.equal(fingerprint(dir.path), before);
+  });
+
+  for (const durableAccepts of [false, true]) {
+    test(`a seeded model test of 10,000 operations agrees with a Map (durableAccepts ${durableAccepts})`, async () => {
+      using dir = tempDir();
+      const random = seededRandom(durableAccepts ? 77 : 42);
+      type Model = { round: number; node: number; value: Uint8Array; committed: boolean };
+      const model = new Map<number, Model>();
+      let promised = { round: 0, node: 0 };
+      const options = { dir: dir.path, ...SMALL, mutableSizeBytes: 256 * 1024, durableAccepts };
+      let log = await ConsensusLog.open(options);
+      const pending: Promise<unknown>[] = [];
+      try {
+        for (let op = 0; op < 10_000; op++) {
+          const slot = Math.floor(random() * 300);
+          const roll = random();
+          if (roll < 0.55) {
+            const ballot = { round: Math.floor(random() * 20), node: Math.floor(random() * 3) };
+            const value = entryBytes(op, Math.floor(random() * 200));
+            const held = model.get(slot);
+            const lower = (
+              x: { round: number; node: number },
+              y: { round: number; node: number },
+            ) => x.round < y.round || (x.round === y.round && x.node < y.node);
+            let expected: string;
+            if (held?.committed) expected = "ERR_COMMITTED";
+            else if (lower(ballot, promised) || (held && lower(ballot, held))) {
+              expected = "ERR_BALLOT";
+            } else expected = "ok";
+            try {
+              const result = log.accept(slot, ballot, value);
+              if (result) pending.push(result);
+              assert.equal("ok", expected, `op ${op}: accept of slot ${slot} should fail`);
+              model.set(slot, { ...ballot, value, committed: false });
+            } catch (error) {
+              assert.equal((error as { code?: string }).code, expected, `op ${op}: ${error}`);
+            }
+          } else if (roll < 0.8) {
+            const held = model.get(slot);
+            if (held) {
+              pending.push(log.commit(slot));
+              held.committed = true;
+            } else {
+              await assert.rejects(log.commit(slot), SlotNotFoundError);
+            }
+          } else if (roll < 0.995) {
+            await Promise.all(pending.splice(0));
+            const held = model.get(slot);
+            const entry = log.read(slot);
+            if (!held) assert.equal(entry, undefined, `op ${op}: slot ${slot}`);
+            else {
+              assert.deepEqual(entry, {
+                slot,
+                ballot: { round: held.round, node: held.node },
+                committed: held.committed,
+                value: held.value,
+              }, `op ${op}: slot ${slot}`);
+            }
+          } else if (roll < 0.997) {
+            const ballot = { round: Math.floor(random() * 10), node: 0 };
+            if (
+              !(ballot.round < promised.round ||
+                (ballot.round === promised.round && ballot.node < promised.node))
+            ) {
+              await log.promise(ballot);
+              promised = ballot;
+            }
+          } else {
+            await Promise.all(pending.splice(0));
+            await log.close();
+            log = await ConsensusLog.open(options);
+            if (!durableAccepts) { for (const [s, m] of model) if (!m.committed) model.delete(s); }
+          }
+        }
+        await Promise.all(pending.splice(0));
+        for (const [slot, held] of model) {
+          assert.deepEqual(log.read(slot)!.value, held.value, `final slot ${slot}`);
+          assert.equal(log.read(slot)!.committed, held.committed);
+        }
+        assert.equal(
+          [...log.committed()].length,
+          [...model.values()].filter((m) => m.committed).length,
+        );
+      } finally {
+        await log.close();
+      }
+    });
+  }
+});
