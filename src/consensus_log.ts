@@ -107,6 +107,8 @@ export interface ConsensusLogStats extends TailStats {
   readonly regionCapacityBytes: number;
   readonly committedUntilAddress: number;
   readonly mappedBytes: number;
+  /** Bytes of log the last open verified and replayed (what the index checkpoint did not cover). */
+  readonly recoveryReplayedBytes: number;
 }
 
 function checkBallot(what: string, ballot: unknown): Ballot {
@@ -153,6 +155,7 @@ export class ConsensusLog {
   #movedTo = -1;
   #indexCheckpointAddress: number;
   #indexCheckpointRunning = false;
+  #recoveryReplayedBytes = 0;
   #onMove = (slot: number, from: number, to: number) => {
     this.#index.set(slot, SlotState.accepted, to);
     if (from === this.#movedFrom) this.#movedTo = to;
@@ -288,7 +291,9 @@ export class ConsensusLog {
         const stored = entries[i + 1];
         const address = stored < 0 ? -stored - 1 : stored;
         if (slot < below || address < tail.beginAddress) continue;
-        this.#replay(address);
+        // A committed entry needs only its address: its record is verified when first read.
+        if (stored >= 0) this.#index.set(slot, SlotState.committed, address);
+        else this.#replay(address);
       }
       start = checkpoint.coveredAddress;
       this.#indexCheckpointAddress = start;
@@ -296,6 +301,7 @@ export class ConsensusLog {
     for (const record of tail.records(start, tail.committedUntilAddress)) {
       this.#replay(record.address, record.payload);
     }
+    this.#recoveryReplayedBytes = tail.committedUntilAddress - start;
   }
 
   /** Applies one durable record (a commit or a journaled accept) to the in-memory state. */
@@ -792,6 +798,7 @@ export class ConsensusLog {
       regionCapacityBytes: this.#region.capacityBytes,
       committedUntilAddress: this.#tail.committedUntilAddress,
       mappedBytes: this.#tail.mappedBytes,
+      recoveryReplayedBytes: this.#recoveryReplayedBytes,
     };
   }
 
