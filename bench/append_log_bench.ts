@@ -1,0 +1,409 @@
+/**
+ * `AppendLog` against the hardware floor, measured side by side in the same run (the machine is
+ * shared and noisy, so a figure only means something next to its floor; BASELINES.md).
+ *
+ * Each group pairs an `AppendLog` workload (100 B values, durability `"data"`, default options)
+ * with what the same bytes cost with no log at all, reached through the same FFI layer:
+ *
+ * | workload                              | floor                                                   |
+ * |---------------------------------------|---------------------------------------------------------|
+ * | `enqueue` of 100 B, no commit         | memcpy of 100 B (`Uint8Array.prototype.set`)            |
+ * | `enqueue` + `await commit()`          | 1 × 120 B `writeSync` + `native.fdatasync`, prealloc'd  |
+ * | 100 × `enqueue` + one `await commit()`| one 12 KB `writeSync` + `native.fdatasync`, prealloc'd  |
+ * | `read` (copy) of a random entry / 100k| view over a mapped page + memcpy of 100 B (sum)         |
+ * | `readView` of a random entry / 100k   | `new Uint8Array(mapped, randomOffset, 100)`             |
+ * | `scan` of 100k entries, per entry     | the same view over a mapped page                        |
+ * | reopen a 1M-entry log + first `read`  | none                                                    |
+ *
+ * plus `native.fdatasync` with nothing dirty, the fixed cost of any durable commit. Benches of
+ * sub-microsecond operations run 100 of them per measured call (see `OPS_PER_CALL`).
+ *
+ * After mitata's output it prints a markdown table (mean times; ratio = log time / floor time,
+ * so 1.0 is the floor) and writes it with the raw statistics to `bench/results/<runtime>.json`.
+ *
+ *   bun bench/append_log_bench.ts
+ *   deno run --allow-ffi --allow-read --allow-write --allow-env --allow-sys bench/append_log_bench.ts
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { bench, do_not_optimize, group, run, summary } from "mitata";
+import { native } from "../ffi/mod.ts";
+import type { Mapping } from "../ffi/types.ts";
+import { AppendLog } from "../src/append_log.ts";
+
+const runtime: "bun" | "deno" = "Bun" in globalThis ? "bun" : "deno";
+
+/** Bytes of every value (BASELINES.md measures 100 B values). */
+const VALUE_BYTES = 100;
+/** What a 100 B entry occupies on disk: 16 B header + 100 B, rounded up to 8 (record_format.ts). */
+const RECORD_BYTES = 120;
+/** Entries per group commit. */
+const GROUP_ENTRIES = 100;
+/** Entries of the log that reads and scans run over. */
+const READ_LOG_ENTRIES = 100_000;
+/** Entries of the log that is reopened. */
+const REOPEN_LOG_ENTRIES = 1_000_000;
+/** Entries per commit while building the fixtures (keeps each sync's dirty range moderate). */
+const BUILD_COMMIT_ENTRIES = 50_000;
+/** Random addresses precomputed per read bench (a power of two, indexed with a mask). */
+const PICKS_COUNT = 1 << 16;
+/**
+ * Operations per measured call of the sub-microsecond benches. mitata times such calls in batches
+ * only when its warm-up happens to see fast calls; otherwise it times each call alone and the
+ * timer's own cost (and its variance, large in Deno) lands in every sample. 100 operations per
+ * call keep both cases honest; the table divides by it.
+ */
+const OPS_PER_CALL = 100;
+/** Size of the preallocated floor files: the floor writes never wrap inside a run. */
+const FLOOR_FILE_BYTES = 64 * 1024 * 1024;
+/** Staging buffer of the memcpy floor (the log's default staging buffer is 4 MiB). */
+const FLOOR_COPY_BUFFER_BYTES = 4 * 1024 * 1024;
+
+const value = new Uint8Array(VALUE_BYTES).map((_, i) => i);
+const tempDirs = new Set<string>();
+const disposers: Array<() => Promise<void> | void> = [];
+
+function makeTempDir(): string {
+  const dir = fs.mkdtempSync(join(tmpdir(), "hybridlog-bench-"));
+  tempDirs.add(dir);
+  return dir;
+}
+
+function removeTempDir(dir: string): void {
+  fs.rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+/** Opens a new file of `sizeBytes` with real blocks (never sparse), as segments are. */
+function preallocatedFile(sizeBytes: number): { fd: number; close(): void } {
+  const dir = makeTempDir();
+  const fd = fs.openSync(join(dir, "floor"), "w+", 0o600);
+  native.allocate(fd, 0, sizeBytes);
+  native.fdatasync(fd);
+  return {
+    fd,
+    close() {
+      fs.closeSync(fd);
+      removeTempDir(dir);
+    },
+  };
+}
+
+/** Builds a committed log of `count` entries and returns it open, with every entry's address. */
+async function buildLog(count: number): Promise<{ log: AppendLog; addresses: Float64Array }> {
+  const log = await AppendLog.open({ dir: makeTempDir(), durability: "data" });
+  const addresses = new Float64Array(count);
+  for (let i = 0; i < count; i++) {
+    addresses[i] = log.enqueue(value);
+    if ((i + 1) % BUILD_COMMIT_ENTRIES === 0) await log.commit();
+  }
+  await log.commit();
+  return { log, addresses };
+}
+
+/** Uniformly random picks from `from`, precomputed so the measured loop only indexes. */
+function randomPicks(from: ArrayLike<number>): Float64Array {
+  const picks = new Float64Array(PICKS_COUNT);
+  for (let i = 0; i < PICKS_COUNT; i++) picks[i] = from[Math.floor(Math.random() * from.length)];
+  return picks;
+}
+
+/** Memoises a fixture shared by several benches; disposed after the run. */
+function shared<T>(create: () => Promise<T>, dispose: (fixture: T) => Promise<void> | void) {
+  let fixture: Promise<T> | undefined;
+  return () => {
+    if (fixture === undefined) {
+      fixture = create();
+      const created = fixture;
+      disposers.push(async () => dispose(await created));
+    }
+    return fixture;
+  };
+}
+
+/** 100k committed entries, read and scanned by several benches. */
+const readLog = shared(() => buildLog(READ_LOG_ENTRIES), async ({ log }) => {
+  const dir = log.dir;
+  await log.close();
+  removeTempDir(dir);
+});
+
+/** A preallocated file the size of `readLog`'s data, mapped read-only. */
+const mappedFloor = shared(
+  () => {
+    const sizeBytes = Math.ceil(READ_LOG_ENTRIES * RECORD_BYTES / native.pageSizeBytes) *
+      native.pageSizeBytes;
+    const file = preallocatedFile(sizeBytes);
+    const mapping = native.map(file.fd, sizeBytes, { access: "read", populate: true });
+    const offsets = Array.from(
+      { length: sizeBytes / RECORD_BYTES - 1 },
+      (_, i) => i * RECORD_BYTES,
+    );
+    return Promise.resolve({ file, mapping, picks: randomPicks(offsets) });
+  },
+  ({ file, mapping }: { file: { close(): void }; mapping: Mapping }) => {
+    mapping.unmap();
+    file.close();
+  },
+);
+
+const NAMES = {
+  enqueue: `hybridlog: ${OPS_PER_CALL} × enqueue 100 B`,
+  memcpy: `floor: ${OPS_PER_CALL} × memcpy 100 B`,
+  commitOne: "hybridlog: enqueue + await commit()",
+  writeSyncOne: "floor: write 120 B + fdatasync",
+  syncClean: "floor: fdatasync, nothing dirty",
+  commitGroup: `hybridlog: ${GROUP_ENTRIES} × enqueue + await commit()`,
+  writeSyncGroup: `floor: write ${GROUP_ENTRIES} × 120 B + fdatasync`,
+  read: `hybridlog: ${OPS_PER_CALL} × read (copy), random of 100k`,
+  readView: `hybridlog: ${OPS_PER_CALL} × readView, random of 100k`,
+  mappedView: `floor: ${OPS_PER_CALL} × view over a mapped page`,
+  scan: "hybridlog: scan 100k entries",
+  reopen: "hybridlog: open 1M-entry log + read + close",
+} as const;
+
+group("enqueue of 100 B (no commit in the loop)", () => {
+  summary(() => {
+    // Default options and hundreds of thousands of calls: the 4 MiB staging buffer fills every
+    // ~35k enqueues, so its write-outs (and a segment creation) land inside the measured samples.
+    bench(NAMES.enqueue, async function* () {
+      const log = await AppendLog.open({ dir: makeTempDir(), durability: "data" });
+      yield () => {
+        for (let n = 0; n < OPS_PER_CALL; n++) log.enqueue(value);
+      };
+      const dir = log.dir;
+      await log.close();
+      removeTempDir(dir);
+    });
+    bench(NAMES.memcpy, function* () {
+      const staging = new Uint8Array(FLOOR_COPY_BUFFER_BYTES);
+      let offset = 0;
+      yield () => {
+        for (let n = 0; n < OPS_PER_CALL; n++) {
+          staging.set(value, offset);
+          offset += RECORD_BYTES;
+          if (offset > staging.length - RECORD_BYTES) offset = 0;
+        }
+      };
+    });
+  });
+});
+
+/** Floor (a): `entries` records coalesced into one write at an advancing offset, then synced. */
+const writeAndSyncFloor = (entries: number) =>
+  function* () {
+    const file = preallocatedFile(FLOOR_FILE_BYTES);
+    const bytes = new Uint8Array(entries * RECORD_BYTES).fill(7);
+    let position = 0;
+    yield () => {
+      fs.writeSync(file.fd, bytes, 0, bytes.length, position);
+      native.fdatasync(file.fd);
+      position += bytes.length;
+      if (position > FLOOR_FILE_BYTES - bytes.length) position = 0;
+    };
+    file.close();
+  };
+
+group("durable commit per entry", () => {
+  summary(() => {
+    bench(NAMES.commitOne, async function* () {
+      const log = await AppendLog.open({ dir: makeTempDir(), durability: "data" });
+      yield async () => {
+        log.enqueue(value);
+        await log.commit();
+      };
+      const dir = log.dir;
+      await log.close();
+      removeTempDir(dir);
+    });
+    bench(NAMES.writeSyncOne, writeAndSyncFloor(1));
+    bench(NAMES.syncClean, function* () {
+      const file = preallocatedFile(native.pageSizeBytes);
+      yield () => native.fdatasync(file.fd);
+      file.close();
+    });
+  });
+});
+
+group(`group commit: ${GROUP_ENTRIES} enqueues + one commit`, () => {
+  summary(() => {
+    bench(NAMES.commitGroup, async function* () {
+      const log = await AppendLog.open({ dir: makeTempDir(), durability: "data" });
+      yield async () => {
+        for (let i = 0; i < GROUP_ENTRIES; i++) log.enqueue(value);
+        await log.commit();
+      };
+      const dir = log.dir;
+      await log.close();
+      removeTempDir(dir);
+    });
+    bench(NAMES.writeSyncGroup, writeAndSyncFloor(GROUP_ENTRIES));
+  });
+});
+
+group("random read of a committed entry (100k entries)", () => {
+  summary(() => {
+    for (const [name, zeroCopy] of [[NAMES.read, false], [NAMES.readView, true]] as const) {
+      bench(name, async function* () {
+        const { log, addresses } = await readLog();
+        const picks = randomPicks(addresses);
+        // Measures reads of a warm log: fault the mapped pages in first.
+        for (const address of addresses) do_not_optimize(log.readView(address));
+        let i = 0;
+        yield zeroCopy
+          ? () => {
+            for (let n = 0; n < OPS_PER_CALL; n++) {
+              do_not_optimize(log.readView(picks[i]));
+              i = (i + 1) & (PICKS_COUNT - 1);
+            }
+          }
+          : () => {
+            for (let n = 0; n < OPS_PER_CALL; n++) {
+              do_not_optimize(log.read(picks[i]));
+              i = (i + 1) & (PICKS_COUNT - 1);
+            }
+          };
+      });
+    }
+    bench(NAMES.mappedView, async function* () {
+      const { mapping, picks } = await mappedFloor();
+      const buffer = mapping.buffer;
+      let i = 0;
+      yield () => {
+        for (let n = 0; n < OPS_PER_CALL; n++) {
+          do_not_optimize(new Uint8Array(buffer, picks[i], VALUE_BYTES));
+          i = (i + 1) & (PICKS_COUNT - 1);
+        }
+      };
+    });
+  });
+});
+
+group("scan of 100k committed entries", () => {
+  bench(NAMES.scan, async function* () {
+    const { log } = await readLog();
+    yield () => {
+      let bytes = 0;
+      for (const entry of log.scan()) bytes += entry.value.length;
+      do_not_optimize(bytes);
+    };
+  });
+});
+
+group("reopen of a 1M-entry log to the first read", () => {
+  bench(NAMES.reopen, async function* () {
+    const { log, addresses } = await buildLog(REOPEN_LOG_ENTRIES);
+    const dir = log.dir;
+    const first = addresses[0];
+    await log.close();
+    yield async () => {
+      const reopened = await AppendLog.open({ dir, durability: "data" });
+      do_not_optimize(reopened.read(first));
+      await reopened.close();
+    };
+    removeTempDir(dir);
+  });
+});
+
+type Stats = { avg: number; p50: number; p99: number; min: number; max: number; samples: number };
+
+try {
+  // `run()` resolves with every trial; a trial's `runs[0].stats` holds the timings in ns.
+  const { benchmarks, context } = await run({ throw: true });
+  const results = new Map<string, Stats>();
+  for (const trial of benchmarks) {
+    const stats = trial.runs[0]?.stats;
+    if (stats === undefined) throw new Error(`Cannot report ${trial.alias}: it has no statistics`);
+    const { avg, p50, p99, min, max } = stats;
+    results.set(trial.alias, { avg, p50, p99, min, max, samples: stats.samples.length });
+  }
+  report(results, { runtime: context.runtime, arch: context.arch, cpu: context.cpu });
+} finally {
+  for (const dispose of disposers) await dispose();
+  for (const dir of tempDirs) removeTempDir(dir);
+}
+
+function report(results: Map<string, Stats>, context: unknown): void {
+  const mean = (name: string): number => {
+    const stats = results.get(name);
+    if (stats === undefined) throw new Error(`Cannot report ${name}: it did not run`);
+    return stats.avg;
+  };
+  const time = (ns: number) =>
+    ns < 1e3
+      ? `${ns.toFixed(1)} ns`
+      : ns < 1e6
+      ? `${(ns / 1e3).toFixed(2)} µs`
+      : `${(ns / 1e6).toFixed(2)} ms`;
+  const rate = (ns: number) => `${(GROUP_ENTRIES / ns * 1e3).toFixed(2)}M entries/s`;
+  const rows: Array<{ workload: string; logNs?: number; floorNs?: number; show?: typeof time }> = [
+    {
+      workload: "enqueue 100 B vs memcpy 100 B",
+      logNs: mean(NAMES.enqueue) / OPS_PER_CALL,
+      floorNs: mean(NAMES.memcpy) / OPS_PER_CALL,
+    },
+    {
+      workload: "durable commit per entry vs 120 B write + fdatasync",
+      logNs: mean(NAMES.commitOne),
+      floorNs: mean(NAMES.writeSyncOne),
+    },
+    {
+      workload: `group commit of ${GROUP_ENTRIES} vs 12 KB write + fdatasync`,
+      logNs: mean(NAMES.commitGroup),
+      floorNs: mean(NAMES.writeSyncGroup),
+      show: rate,
+    },
+    {
+      workload: "random read (copy) vs mapped view + memcpy",
+      logNs: mean(NAMES.read) / OPS_PER_CALL,
+      floorNs: (mean(NAMES.mappedView) + mean(NAMES.memcpy)) / OPS_PER_CALL,
+    },
+    {
+      workload: "random readView vs mapped view",
+      logNs: mean(NAMES.readView) / OPS_PER_CALL,
+      floorNs: mean(NAMES.mappedView) / OPS_PER_CALL,
+    },
+    {
+      workload: "scan, per entry vs mapped view",
+      logNs: mean(NAMES.scan) / READ_LOG_ENTRIES,
+      floorNs: mean(NAMES.mappedView) / OPS_PER_CALL,
+    },
+    { workload: "reopen 1M entries + first read (no floor)", logNs: mean(NAMES.reopen) },
+    { workload: "fdatasync with nothing dirty (floor only)", floorNs: mean(NAMES.syncClean) },
+  ];
+  const table = rows.map(({ workload, logNs, floorNs, show = time }) => ({
+    workload,
+    hybridlog: logNs === undefined ? "—" : show(logNs),
+    floor: floorNs === undefined ? "—" : show(floorNs),
+    ratio: logNs === undefined || floorNs === undefined ? undefined : logNs / floorNs,
+    hybridlogNs: logNs,
+    floorNs,
+  }));
+  const version = process.versions.bun ?? process.versions.deno;
+  console.log(`\n### AppendLog vs floor — ${runtime} ${version} (mean; ratio = log / floor)\n`);
+  console.log("| workload | hybridlog | floor | ratio |\n|---|---:|---:|---:|");
+  for (const row of table) {
+    const ratio = row.ratio === undefined ? "—" : `${row.ratio.toFixed(1)}×`;
+    console.log(`| ${row.workload} | ${row.hybridlog} | ${row.floor} | ${ratio} |`);
+  }
+  const resultsDir = join(dirname(fileURLToPath(import.meta.url)), "results");
+  fs.mkdirSync(resultsDir, { recursive: true });
+  const path = join(resultsDir, `${runtime}.json`);
+  const raw = Object.fromEntries(results);
+  const json = {
+    runtime,
+    version,
+    date: new Date().toISOString(),
+    unit: "ns",
+    context,
+    table,
+    raw,
+  };
+  fs.writeFileSync(path, JSON.stringify(json, null, 2) + "\n");
+  console.log(`\nwrote ${path}`);
+}
