@@ -246,7 +246,7 @@ export class AppendLog {
   enqueue(bytes: Uint8Array): number {
     checkBytes("enqueue", "entry", bytes, this.#entrySizeBytesMax);
     this.#assertEnqueue("enqueue");
-    this.#tail.prepare([bytes.length]);
+    this.#tail.prepareOne(bytes.length);
     return this.#tail.append(RecordKind.entry, [bytes], bytes.length);
   }
 

@@ -810,7 +810,9 @@ export class ConsensusLog {
     if (this.#tail.closed) return;
     try {
       await this.#tail.commit();
-      await this.#writeIndexCheckpoint();
+      if (this.#indexCheckpointAddress !== this.#tail.committedUntilAddress) {
+        await this.#writeIndexCheckpoint();
+      }
     } catch {
       // A failing disk must not keep the log open; the tail's close reports what failed.
     }

@@ -113,6 +113,8 @@ export class DurableTail {
   #poison: unknown = undefined;
   #closed = false;
   #recoveredTruncatedTail: boolean;
+  /** The open found a clean checkpoint at the tail: a close with no commits need not write. */
+  #cleanAtOpen: boolean;
   #stats: TailStats = { commits: 0, syncs: 0, flushes: 0, bytesWritten: 0, checkpoints: 0 };
 
   private constructor(options: TailOptions, lock: DirectoryLock, recovered: RecoveredLog) {
@@ -136,6 +138,8 @@ export class DurableTail {
     this.#commitNumber = recovered.commitNumber;
     this.#cookie = recovered.cookie;
     this.#recoveredTruncatedTail = recovered.truncatedTail;
+    this.#cleanAtOpen = recovered.checkpoint.clean &&
+      recovered.checkpoint.committedUntilAddress === recovered.tailAddress;
   }
 
   /** Locks `dir`, recovers (or creates) the log in it, and returns its tail. */
@@ -228,9 +232,20 @@ export class DurableTail {
   // ---- placement -------------------------------------------------------------------------
 
   /**
-   * Places records of the given payload sizes in order without I/O failure later: creates every
-   * segment the placement will need first (the only step that may fail cleanly, e.g. `ENOSPC`).
+   * Makes sure a record of `payloadBytes` can be appended without a failure that leaves state
+   * half-changed: creates the segment a roll-over will need first (the only step that may fail
+   * cleanly, e.g. `ENOSPC`).
    */
+  prepareOne(payloadBytes: number): void {
+    const S = this.segmentSizeBytes;
+    const address = this.#tailAddress;
+    const index = tailSegmentIndex(address, S);
+    // The common case: the record fits the current segment, nothing to create.
+    if (address - index * S + recordSizeBytes(payloadBytes) <= S) return;
+    this.prepare([payloadBytes]);
+  }
+
+  /** Like {@linkcode DurableTail.prepareOne} for a run of records. */
   prepare(payloadSizes: readonly number[]): void {
     const S = this.segmentSizeBytes;
     let address = this.#tailAddress;
@@ -475,6 +490,7 @@ export class DurableTail {
     }
     this.#checkpointNumber = point.checkpointNumber;
     this.#checkpointAddress = point.committedUntilAddress;
+    this.#cleanAtOpen = clean;
     this.#durableBeginAddress = point.beginAddress;
     this.#stats.checkpoints++;
     const firstKept = Math.floor(point.beginAddress / this.segmentSizeBytes);
@@ -629,7 +645,10 @@ export class DurableTail {
       if (this.#poison === undefined) {
         if (!this.idle) await this.commit();
         await this.#cycleDone;
-        if (this.#poison === undefined) await this.#checkpoint(true);
+        const unchanged = this.#cleanAtOpen &&
+          this.#checkpointAddress === this.#committedUntilAddress &&
+          this.#durableBeginAddress === this.#beginAddress;
+        if (this.#poison === undefined && !unchanged) await this.#checkpoint(true);
       }
     } catch (error) {
       failure = error;
