@@ -59,3 +59,20 @@ export {
   RegionFullError,
   SlotNotFoundError,
 } from "./src/errors.ts";
+export {
+  type LogLease,
+  LogManager,
+  type LogManagerOptions,
+  type LogManagerStats,
+  type LogName,
+} from "./src/log_manager.ts";
+export {
+  recover,
+  type RecoverOptions,
+  type RecoverResult,
+  type SnapshotData,
+  type SnapshotInfo,
+  type SnapshotProblem,
+  SnapshotStore,
+} from "./src/snapshot_store.ts";
+export { LeaseLeakError } from "./src/errors.ts";

@@ -18,7 +18,8 @@ export type ErrorCode =
   | "ERR_REGION_FULL"
   | "ERR_BALLOT"
   | "ERR_COMMITTED"
-  | "ERR_NOT_FOUND";
+  | "ERR_NOT_FOUND"
+  | "ERR_LEASED";
 
 /** Base class of every error hybridlog throws on purpose; `code` is stable across versions. */
 export class HybridLogError extends Error {
@@ -160,5 +161,24 @@ export class RegionFullError extends HybridLogError {
   /** @param message What did not fit. */
   constructor(message: string) {
     super("ERR_REGION_FULL", message);
+  }
+}
+
+/** `closeAll` timed out with leases still held: names the logs that leak. */
+export class LeaseLeakError extends HybridLogError {
+  /** The names still leased, as given to `acquire`. */
+  readonly names: ReadonlyArray<string | Uint8Array>;
+  /** @param names The leased names. @param timeoutMs How long it waited. */
+  constructor(names: ReadonlyArray<string | Uint8Array>, timeoutMs: number) {
+    const shown = names.slice(0, 20).map((n) =>
+      typeof n === "string" ? JSON.stringify(n) : `bytes(${n.length})`
+    );
+    super(
+      "ERR_LEASED",
+      `Cannot close all logs: ${names.length} still leased after ${timeoutMs} ms: ${
+        shown.join(", ")
+      }${names.length > 20 ? ", …" : ""}`,
+    );
+    this.names = names;
   }
 }
