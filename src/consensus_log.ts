@@ -286,6 +286,8 @@ export class ConsensusLog {
       checkpoint.coveredAddress >= tail.beginAddress
     ) {
       const entries = checkpoint.entries;
+      // Sized up front: growing from the minimum would rehash about log2(count / 4096) times.
+      this.#index = new SlotIndex(entries.length * 2);
       for (let i = 0; i < entries.length; i += 2) {
         const slot = entries[i];
         const stored = entries[i + 1];
@@ -780,6 +782,11 @@ export class ConsensusLog {
   }
 
   // ---- lifecycle ---------------------------------------------------------------------------
+
+  /** Bytes mapped by this log's segments (cheap; `stats()` walks the index). */
+  get mappedBytes(): number {
+    return this.#tail.mappedBytes;
+  }
 
   /** Counters and fill levels. */
   stats(): ConsensusLogStats {

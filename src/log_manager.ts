@@ -132,6 +132,7 @@ export class LogManager {
   #logCountMax: number;
   #mappedBytesMax: number;
   #entries = new Map<string, Entry>();
+  #byString = new Map<string, Entry>();
   #evictions = 0;
   #closed = false;
   #tick = 0;
@@ -178,10 +179,12 @@ export class LogManager {
    * @throws {ClosedError} The manager is closing.
    */
   async acquire(name: LogName): Promise<LogLease> {
-    const encoded = encodeName(name);
+    // A known string name skips encoding and hashing: the hot path is one Map lookup.
+    let entry = typeof name === "string" ? this.#byString.get(name) : undefined;
+    const encoded = entry ? undefined : encodeName(name);
     if (this.#closed) throw new ClosedError("Cannot acquire log: the manager is closed");
-    const key = directoryOf(encoded);
-    let entry = this.#entries.get(key);
+    const key = entry?.key ?? directoryOf(encoded!);
+    entry ??= this.#entries.get(key);
     if (!entry) {
       entry = {
         key,
@@ -193,12 +196,13 @@ export class LogManager {
         lastReleased: 0,
       };
       this.#entries.set(key, entry);
+      if (typeof name === "string") this.#byString.set(name, entry);
     }
     entry.leases++;
     try {
       while (entry.closing) await entry.closing;
       if (!entry.log) {
-        entry.opening ??= this.#open(entry, encoded);
+        entry.opening ??= this.#open(entry, encoded ?? encodeName(name));
         entry.log = await entry.opening;
       }
     } catch (error) {
@@ -209,7 +213,7 @@ export class LogManager {
       entry.opening = undefined;
     }
     await this.#evict();
-    return this.#lease(entry, entry.log);
+    return this.#lease(entry, entry.log!);
   }
 
   #lease(entry: Entry, log: ConsensusLog): LogLease {
@@ -233,7 +237,7 @@ export class LogManager {
   #release(entry: Entry): void {
     entry.leases--;
     entry.lastReleased = ++this.#tick;
-    if (entry.leases === 0 && !entry.log) this.#entries.delete(entry.key);
+    if (entry.leases === 0 && !entry.log) this.#forget(entry);
     if (this.#liveLeases() === 0) { for (const wake of this.#drained.splice(0)) wake(); }
     if (entry.leases === 0) this.#evict().catch(() => {});
   }
@@ -281,16 +285,24 @@ export class LogManager {
 
   /** Closes idle logs, least recently released first, while over a limit. */
   async #evict(): Promise<void> {
+    let openCount = 0;
+    let mappedTotal = 0;
+    for (const e of this.#entries.values()) {
+      if (!e.log || e.closing) continue;
+      openCount++;
+      mappedTotal += e.log.mappedBytes;
+    }
+    if (openCount <= this.#logCountMax && mappedTotal <= this.#mappedBytesMax) return;
     const open = [...this.#entries.values()].filter((e) => e.log && !e.closing);
     let count = open.length;
-    let mapped = open.reduce((sum, e) => sum + e.log!.stats().mappedBytes, 0);
+    let mapped = open.reduce((sum, e) => sum + e.log!.mappedBytes, 0);
     if (count <= this.#logCountMax && mapped <= this.#mappedBytesMax) return;
     const idle = open.filter((e) => e.leases === 0).sort((a, b) => a.lastReleased - b.lastReleased);
     const closing: Promise<void>[] = [];
     for (const entry of idle) {
       if (count <= this.#logCountMax && mapped <= this.#mappedBytesMax) break;
       count--;
-      mapped -= entry.log!.stats().mappedBytes;
+      mapped -= entry.log!.mappedBytes;
       this.#evictions++;
       closing.push(this.#close(entry));
     }
@@ -302,9 +314,14 @@ export class LogManager {
     entry.closing = log.close().finally(() => {
       entry.log = undefined;
       entry.closing = undefined;
-      if (entry.leases === 0) this.#entries.delete(entry.key);
+      if (entry.leases === 0) this.#forget(entry);
     });
     return entry.closing;
+  }
+
+  #forget(entry: Entry): void {
+    this.#entries.delete(entry.key);
+    if (typeof entry.name === "string") this.#byString.delete(entry.name);
   }
 
   #liveLeases(): number {
@@ -342,7 +359,7 @@ export class LogManager {
     for (const entry of this.#entries.values()) {
       if (!entry.log) continue;
       openLogs++;
-      mappedBytes += entry.log.stats().mappedBytes;
+      mappedBytes += entry.log.mappedBytes;
     }
     return { openLogs, liveLeases: this.#liveLeases(), evictions: this.#evictions, mappedBytes };
   }

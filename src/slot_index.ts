@@ -27,11 +27,21 @@ export type SlotState = typeof SlotState[keyof typeof SlotState];
 /** Smallest table: 4,096 slots (96 KiB of arrays). */
 const CAPACITY_MIN = 4096;
 
-/** Multiplicative hashing of a 53-bit slot to a table position. */
+/** Slots per block: a block's slots sit side by side in the table (8 cache lines of keys). */
+const BLOCK_SLOTS_LOG2 = 6;
+
+/**
+ * Table position of a 53-bit slot: blocks of 64 consecutive slots are placed by a multiplicative
+ * hash of the block number, and a slot's place inside its block is kept. Dense slot ranges (the
+ * usual consensus log) then touch memory sequentially instead of missing cache on every lookup,
+ * while strided or sparse slots still spread over the table.
+ */
 function hashSlot(slot: number, mask: number): number {
   const low = slot >>> 0;
   const high = (slot / 0x1_0000_0000) >>> 0;
-  return (Math.imul(low ^ Math.imul(high, 0x85eb_ca6b), 0x9e37_79b1) >>> 0) & mask;
+  const block = (low >>> BLOCK_SLOTS_LOG2) ^ Math.imul(high, 0x85eb_ca6b);
+  const spread = Math.imul(block ^ (block >>> 15), 0x9e37_79b1) >>> 0;
+  return ((spread << BLOCK_SLOTS_LOG2) | (low & ((1 << BLOCK_SLOTS_LOG2) - 1))) & mask;
 }
 
 /** The buffers of a slot index, structured-cloneable for a Worker. */
