@@ -27,16 +27,25 @@
  * @module
  */
 import * as fs from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import process from "node:process";
-import { fileURLToPath } from "node:url";
-import { bench, do_not_optimize, group, run, summary } from "mitata";
+import { join } from "node:path";
+import { bench, do_not_optimize, group, summary } from "mitata";
 import { native } from "../ffi/mod.ts";
 import type { Mapping } from "../ffi/types.ts";
 import { AppendLog } from "../src/append_log.ts";
-
-const runtime: "bun" | "deno" = "Bun" in globalThis ? "bun" : "deno";
+import {
+  formatTime,
+  makeTempDir,
+  meanOf,
+  PICKS_COUNT,
+  randomPicks,
+  removeTempDir,
+  runAndReport,
+  runtime,
+  runtimeVersion,
+  shared,
+  type Stats,
+  writeResults,
+} from "./_shared.ts";
 
 /** Bytes of every value (BASELINES.md measures 100 B values). */
 const VALUE_BYTES = 100;
@@ -50,8 +59,6 @@ const READ_LOG_ENTRIES = 100_000;
 const REOPEN_LOG_ENTRIES = 1_000_000;
 /** Entries per commit while building the fixtures (keeps each sync's dirty range moderate). */
 const BUILD_COMMIT_ENTRIES = 50_000;
-/** Random addresses precomputed per read bench (a power of two, indexed with a mask). */
-const PICKS_COUNT = 1 << 16;
 /**
  * Operations per measured call of the sub-microsecond benches. mitata times such calls in batches
  * only when its warm-up happens to see fast calls; otherwise it times each call alone and the
@@ -65,19 +72,6 @@ const FLOOR_FILE_BYTES = 64 * 1024 * 1024;
 const FLOOR_COPY_BUFFER_BYTES = 4 * 1024 * 1024;
 
 const value = new Uint8Array(VALUE_BYTES).map((_, i) => i);
-const tempDirs = new Set<string>();
-const disposers: Array<() => Promise<void> | void> = [];
-
-function makeTempDir(): string {
-  const dir = fs.mkdtempSync(join(tmpdir(), "hybridlog-bench-"));
-  tempDirs.add(dir);
-  return dir;
-}
-
-function removeTempDir(dir: string): void {
-  fs.rmSync(dir, { recursive: true, force: true });
-  tempDirs.delete(dir);
-}
 
 /** Opens a new file of `sizeBytes` with real blocks (never sparse), as segments are. */
 function preallocatedFile(sizeBytes: number): { fd: number; close(): void } {
@@ -104,26 +98,6 @@ async function buildLog(count: number): Promise<{ log: AppendLog; addresses: Flo
   }
   await log.commit();
   return { log, addresses };
-}
-
-/** Uniformly random picks from `from`, precomputed so the measured loop only indexes. */
-function randomPicks(from: ArrayLike<number>): Float64Array {
-  const picks = new Float64Array(PICKS_COUNT);
-  for (let i = 0; i < PICKS_COUNT; i++) picks[i] = from[Math.floor(Math.random() * from.length)];
-  return picks;
-}
-
-/** Memoises a fixture shared by several benches; disposed after the run. */
-function shared<T>(create: () => Promise<T>, dispose: (fixture: T) => Promise<void> | void) {
-  let fixture: Promise<T> | undefined;
-  return () => {
-    if (fixture === undefined) {
-      fixture = create();
-      const created = fixture;
-      disposers.push(async () => dispose(await created));
-    }
-    return fixture;
-  };
 }
 
 /** 100k committed entries, read and scanned by several benches. */
@@ -310,36 +284,11 @@ group("reopen of a 1M-entry log to the first read", () => {
   });
 });
 
-type Stats = { avg: number; p50: number; p99: number; min: number; max: number; samples: number };
-
-try {
-  // `run()` resolves with every trial; a trial's `runs[0].stats` holds the timings in ns.
-  const { benchmarks, context } = await run({ throw: true });
-  const results = new Map<string, Stats>();
-  for (const trial of benchmarks) {
-    const stats = trial.runs[0]?.stats;
-    if (stats === undefined) throw new Error(`Cannot report ${trial.alias}: it has no statistics`);
-    const { avg, p50, p99, min, max } = stats;
-    results.set(trial.alias, { avg, p50, p99, min, max, samples: stats.samples.length });
-  }
-  report(results, { runtime: context.runtime, arch: context.arch, cpu: context.cpu });
-} finally {
-  for (const dispose of disposers) await dispose();
-  for (const dir of tempDirs) removeTempDir(dir);
-}
+await runAndReport(report);
 
 function report(results: Map<string, Stats>, context: unknown): void {
-  const mean = (name: string): number => {
-    const stats = results.get(name);
-    if (stats === undefined) throw new Error(`Cannot report ${name}: it did not run`);
-    return stats.avg;
-  };
-  const time = (ns: number) =>
-    ns < 1e3
-      ? `${ns.toFixed(1)} ns`
-      : ns < 1e6
-      ? `${(ns / 1e3).toFixed(2)} µs`
-      : `${(ns / 1e6).toFixed(2)} ms`;
+  const mean = (name: string): number => meanOf(results, name);
+  const time = formatTime;
   const rate = (ns: number) => `${(GROUP_ENTRIES / ns * 1e3).toFixed(2)}M entries/s`;
   const rows: Array<{ workload: string; logNs?: number; floorNs?: number; show?: typeof time }> = [
     {
@@ -384,16 +333,13 @@ function report(results: Map<string, Stats>, context: unknown): void {
     hybridlogNs: logNs,
     floorNs,
   }));
-  const version = process.versions.bun ?? process.versions.deno;
+  const version = runtimeVersion;
   console.log(`\n### AppendLog vs floor — ${runtime} ${version} (mean; ratio = log / floor)\n`);
   console.log("| workload | hybridlog | floor | ratio |\n|---|---:|---:|---:|");
   for (const row of table) {
     const ratio = row.ratio === undefined ? "—" : `${row.ratio.toFixed(1)}×`;
     console.log(`| ${row.workload} | ${row.hybridlog} | ${row.floor} | ${ratio} |`);
   }
-  const resultsDir = join(dirname(fileURLToPath(import.meta.url)), "results");
-  fs.mkdirSync(resultsDir, { recursive: true });
-  const path = join(resultsDir, `${runtime}.json`);
   const raw = Object.fromEntries(results);
   const json = {
     runtime,
@@ -404,6 +350,5 @@ function report(results: Map<string, Stats>, context: unknown): void {
     table,
     raw,
   };
-  fs.writeFileSync(path, JSON.stringify(json, null, 2) + "\n");
-  console.log(`\nwrote ${path}`);
+  writeResults(`${runtime}.json`, json);
 }
