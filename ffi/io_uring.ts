@@ -16,6 +16,7 @@
  */
 
 import { ClosedError, InvalidArgumentError, IoError } from "../src/errors.ts";
+import { errnoName } from "./errno.ts";
 import type { Uring } from "./types.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -119,6 +120,11 @@ export const IORING_FEAT_SINGLE_MMAP = 1 << 0;
 /** `IORING_FEAT_NODROP` (5.5): the kernel keeps CQEs that do not fit instead of dropping them. */
 export const IORING_FEAT_NODROP = 1 << 1;
 
+/** errno numbers (Linux) after which a refused `io_uring_submit` is retried. */
+const EINTR = 4;
+const EAGAIN = 11;
+const EBUSY = 16;
+
 /**
  * What an SQE is for; stored in the high 32 bits of `user_data` (the op id is in the low 32), so
  * `user_data` is never `LIBURING_UDATA_TIMEOUT` (all ones), which liburing consumes itself.
@@ -134,44 +140,6 @@ export const STEP_NOP = 3;
  * and `len` is 32 bits; larger writes go in chunks (only the last one is linked to the sync).
  */
 export const MAX_WRITE_CHUNK_BYTES = 1 << 30;
-
-// ---------------------------------------------------------------------------------------------
-// errno names (Linux x86-64). A local copy until ffi/errno.ts exists; merge it there.
-
-const ERRNO_NAMES: Record<number, string> = {
-  1: "EPERM",
-  2: "ENOENT",
-  4: "EINTR",
-  5: "EIO",
-  6: "ENXIO",
-  9: "EBADF",
-  11: "EAGAIN",
-  12: "ENOMEM",
-  13: "EACCES",
-  14: "EFAULT",
-  16: "EBUSY",
-  17: "EEXIST",
-  19: "ENODEV",
-  21: "EISDIR",
-  22: "EINVAL",
-  23: "ENFILE",
-  24: "EMFILE",
-  27: "EFBIG",
-  28: "ENOSPC",
-  29: "ESPIPE",
-  30: "EROFS",
-  32: "EPIPE",
-  38: "ENOSYS",
-  75: "EOVERFLOW",
-  95: "EOPNOTSUPP",
-  122: "EDQUOT",
-  125: "ECANCELED",
-};
-
-/** The symbolic name of a positive errno number (`9` → `"EBADF"`); `ERRNO_<n>` if unknown. */
-export function errnoName(errno: number): string {
-  return ERRNO_NAMES[errno] ?? `ERRNO_${errno}`;
-}
 
 // ---------------------------------------------------------------------------------------------
 // SQE encoder / CQE decoder (pure: they only touch the DataView they are given)
@@ -339,6 +307,12 @@ export function readRingLayout(ring: DataView): RingLayout | string {
 
 /** The runtime-specific calls and views {@linkcode UringEngine} needs. */
 export interface RingNative {
+  /**
+   * JS memory the native side points into (the `struct io_uring` buffer). The engine holds this
+   * for its whole life so the collector cannot free it while liburing still uses it: a raw
+   * pointer number does not keep its buffer alive.
+   */
+  readonly owned: readonly object[];
   /** SQ ring size; the engine never has more SQEs in flight than this (so the CQ cannot overflow). */
   readonly sqEntries: number;
   /** Writable view over the SQE array (`sq.sqes`, `sqEntries × 64` bytes). */
@@ -448,7 +422,7 @@ export class UringEngine implements Uring {
     if (this.#closed) {
       return Promise.reject(new ClosedError("Cannot write through io_uring: the ring is closed"));
     }
-    if (!Number.isInteger(fd) || fd < -1 || fd > 0x7fff_ffff) {
+    if (!Number.isInteger(fd) || fd < -0x8000_0000 || fd > 0x7fff_ffff) {
       return Promise.reject(
         new InvalidArgumentError(`Cannot write through io_uring: bad fd ${fd}`),
       );
@@ -521,6 +495,9 @@ export class UringEngine implements Uring {
    * if closed, the ring has been torn down). Runtime watchers call this on the JS thread only.
    */
   reap(): boolean {
+    // SAFETY (every access to cqWords/cqBytes below): they view the CQ ring mapping, which stays
+    // mapped until teardown, and teardown happens only after this returns false (then never
+    // again: #tornDown). Head, tail and CQE offsets were checked to lie inside the mapping.
     if (this.#tornDown) return false;
     const n = this.#native;
     const words = n.cqWords;
@@ -630,6 +607,10 @@ export class UringEngine implements Uring {
         placed -= 1;
         break;
       }
+      // SAFETY (the SQE writes below): writeAt/syncAt come from io_uring_get_sqe, so each is a
+      // reserved 64-byte slot inside the mapped SQE array that n.sqes views (not torn down: the
+      // engine is open). The write SQE's addr/len cover bytes[written, written + chunk), inside
+      // `bytes`, which stays referenced in #inFlight until both CQEs are reaped.
       this.#queue.shift();
       op.chunk = chunk;
       op.writeRes = 0;
@@ -661,13 +642,13 @@ export class UringEngine implements Uring {
       this.#ensureWatching();
       return;
     }
-    const name = errnoName(-ret);
-    if (name === "EAGAIN" || name === "EBUSY" || name === "EINTR") {
+    const errno = -ret;
+    if (errno === EAGAIN || errno === EBUSY || errno === EINTR) {
       this.#scheduleRetry(); // the SQEs stay in the SQ ring; the next submit includes them
       return;
     }
     // The ring refuses submissions: fail everything and close it.
-    const failure = () => new IoError("io_uring submit", name);
+    const failure = () => new IoError("io_uring submit", errnoName(errno));
     for (const op of this.#queue) this.#settle(op, failure());
     this.#queue = [];
     for (const op of this.#inFlight.values()) this.#settle(op, failure());
@@ -691,6 +672,8 @@ export class UringEngine implements Uring {
 }
 
 function addressAt(native: RingNative, bytes: Uint8Array, offset: number): U64 {
+  // SAFETY: offset < bytes.length (the caller writes a non-empty chunk from it), so the address
+  // stays inside bytes' store.
   const base = native.addressOf(bytes);
   return typeof base === "bigint" ? base + BigInt(offset) : base + offset;
 }

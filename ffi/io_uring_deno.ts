@@ -53,7 +53,8 @@ export function openUring(entries: number): { uring?: Uring; reason?: string } {
   }
   const u = lib.symbols;
 
-  // The struct io_uring lives in JS memory held by this closure until after io_uring_queue_exit.
+  // The struct io_uring lives in JS memory, kept referenced by `native.owned` (and the closures
+  // that pass it) for as long as the engine lives.
   // A Uint8Array over an ArrayBuffer made with `new ArrayBuffer` has an off-heap backing store
   // that V8 never moves (only small typed arrays made directly can live on the V8 heap).
   const ring = new Uint8Array(new ArrayBuffer(IO_URING_STRUCT_BYTES));
@@ -87,6 +88,7 @@ export function openUring(entries: number): { uring?: Uring; reason?: string } {
   const sqesBase = layout.sqesAddr;
 
   const native: RingNative = {
+    owned: [ring],
     sqEntries: layout.sqEntries,
     sqes: new DataView(sqesBuffer),
     cqWords: new Uint32Array(cqBuffer),
