@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import {
   type Checkpoint,
   CHECKPOINT_FILE_BYTES,
@@ -132,7 +132,18 @@ function createCheckpointFile(
     file.close();
   }
   device.rename(tempPath, join(dir, CHECKPOINT_FILE_NAME));
-  if (options.syncs) device.syncDirectoryNow(dir);
+}
+
+/**
+ * Syncs `dir` and every directory above it. A log exists once its checkpoint's name is durable
+ * and so is every directory leading to it; an attempt that created them may have failed before
+ * syncing, so any open of a log still at its first checkpoint syncs the whole path.
+ */
+function syncPath(device: Device, dir: string): void {
+  for (let path = dir;; path = dirname(path)) {
+    device.syncDirectoryNow(path);
+    if (dirname(path) === path) return;
+  }
 }
 
 /** Opens (creating if new) and recovers the log in `dir`. The directory must be locked. */
@@ -165,6 +176,12 @@ function recoverFrom(
   options: RecoveryOptions,
 ): RecoveredLog {
   const checkpoint = readCheckpoint(checkpointFile);
+  if (options.syncs) {
+    // Its newest slot may be only in the page cache (its sync failed, then the process died):
+    // make it durable before acting on it, e.g. removing segments below its begin address.
+    checkpointFile.syncNow("data");
+    if (checkpoint.checkpointNumber === 0) syncPath(device, dir);
+  }
   const segmentSizeBytes = checkpoint.segmentSizeBytes;
   if (segmentSizeBytes !== options.segmentSizeBytes) {
     throw new InvalidArgumentError(
@@ -211,7 +228,11 @@ function recoverSegments(
       ? "segment files are missing before it"
       : adoptSegment(device, segments, index, path);
     if (problem === undefined) continue;
-    if (index <= pointIndex) throw new CorruptionError(path, index * S, problem);
+    // A new log that never committed may have died while creating its first segment: nothing in
+    // it can be committed data, so it is recreated below rather than reported.
+    const unborn = index === 0 && checkpoint.commitNumber === 0 &&
+      checkpoint.committedUntilAddress === SEGMENT_HEADER_BYTES;
+    if (index <= pointIndex && !unborn) throw new CorruptionError(path, index * S, problem);
     // Beyond the durable commit point: a segment whose creation did not complete.
     for (const later of kept.slice(i)) device.remove(segments.pathOf(later));
     directoryChanged = true;
@@ -263,6 +284,15 @@ function recoverSegments(
       if (options.syncs) segment.file.syncNow("full");
     }
     if (segments.removeAbove(tailIndex) > 0) directoryChanged = true;
+  }
+  if (options.syncs && tailAddress > checkpoint.committedUntilAddress) {
+    // Commits past the checkpoint may exist only in the page cache (a crash while their sync ran):
+    // make them durable before they are served, or a power failure later could take back what
+    // this process reads and builds on.
+    for (let index = pointIndex; index <= tailSegmentIndex(tailAddress, S); index++) {
+      segments.at(index)?.file.syncNow("full");
+    }
+    directoryChanged = true; // segments created since the checkpoint: their names too
   }
   if (directoryChanged && options.syncs) device.syncDirectoryNow(dir);
 

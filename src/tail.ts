@@ -6,7 +6,6 @@
  *
  * @module
  */
-import { join } from "node:path";
 import { type Checkpoint, writeCheckpoint } from "./checkpoint.ts";
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from "./constants.ts";
 import type { Device, DeviceFile, DirectoryLock } from "./device.ts";
@@ -92,6 +91,8 @@ export class DurableTail {
   #checkpointNumber: number;
   #checkpointAddress: number;
   #checkpointIntervalBytes: number;
+  /** The cookie in the newest checkpoint on disk (rewritten as is when marking it unclean). */
+  #checkpointCookie: Uint8Array | undefined;
 
   // Staging: bytes [#stagingBase, #tailAddress) live in #staged, not yet written to a segment.
   #staged: Uint8Array;
@@ -113,8 +114,11 @@ export class DurableTail {
   #poison: unknown = undefined;
   #closed = false;
   #recoveredTruncatedTail: boolean;
-  /** The open found a clean checkpoint at the tail: a close with no commits need not write. */
-  #cleanAtOpen: boolean;
+  /**
+   * The newest checkpoint on disk is marked clean: nothing was written after it. Recovery skips
+   * zeroing the tail only then, so the first segment write after it marks it unclean (durably).
+   */
+  #cleanOnDisk: boolean;
   #stats: TailStats = { commits: 0, syncs: 0, flushes: 0, bytesWritten: 0, checkpoints: 0 };
 
   private constructor(options: TailOptions, lock: DirectoryLock, recovered: RecoveredLog) {
@@ -130,6 +134,7 @@ export class DurableTail {
     this.#checkpointNumber = recovered.checkpoint.checkpointNumber;
     this.#checkpointAddress = recovered.checkpoint.committedUntilAddress;
     this.#checkpointIntervalBytes = options.checkpointIntervalBytes;
+    this.#checkpointCookie = recovered.checkpoint.cookie;
     const buffer = new ArrayBuffer(options.bufferSizeBytes);
     this.#staged = new Uint8Array(buffer);
     this.#stagedWords = new Uint32Array(buffer);
@@ -138,18 +143,15 @@ export class DurableTail {
     this.#commitNumber = recovered.commitNumber;
     this.#cookie = recovered.cookie;
     this.#recoveredTruncatedTail = recovered.truncatedTail;
-    this.#cleanAtOpen = recovered.checkpoint.clean &&
+    this.#cleanOnDisk = recovered.checkpoint.clean &&
       recovered.checkpoint.committedUntilAddress === recovered.tailAddress;
   }
 
   /** Locks `dir`, recovers (or creates) the log in it, and returns its tail. */
   static open(options: TailOptions): DurableTail {
     const { device, dir } = options;
-    const created = device.makeDirectory(dir);
-    if (created.length && options.durability !== "none") {
-      // New directories are durable only once their parent directory is synced.
-      for (const path of created) device.syncDirectoryNow(join(path, ".."));
-    }
+    // New directories become durable when the log is created (recovery syncs every ancestor).
+    device.makeDirectory(dir);
     const lock = device.lock(dir);
     try {
       const recovered = recoverLog(device, dir, {
@@ -346,6 +348,7 @@ export class DurableTail {
   #writeToSegment(address: number, bytes: Uint8Array): void {
     const segment = this.#segments.ofAddress(address)!;
     try {
+      if (this.#cleanOnDisk) this.#markUnclean();
       segment.file.write(bytes, address - segment.index * this.segmentSizeBytes);
     } catch (error) {
       // What reached the file is unknown now; only a reopen can tell.
@@ -354,6 +357,28 @@ export class DurableTail {
     }
     segment.dirty = true;
     this.#stats.bytesWritten += bytes.length;
+  }
+
+  /**
+   * Rewrites the checkpoint as not clean, synced, before the first segment write after a clean
+   * one: otherwise records written after it, partly lost at a power failure, could survive past a
+   * recovery that trusted "clean" and skipped zeroing the tail. Once per clean open.
+   */
+  #markUnclean(): void {
+    const point: Checkpoint = {
+      logId: this.logId,
+      checkpointNumber: this.#checkpointNumber + 1,
+      commitNumber: this.#commitNumber,
+      beginAddress: this.#durableBeginAddress,
+      committedUntilAddress: this.#checkpointAddress,
+      segmentSizeBytes: this.segmentSizeBytes,
+      clean: false,
+      cookie: this.#checkpointCookie,
+    };
+    writeCheckpoint(this.#checkpointFile, point);
+    if (this.durability !== "none") this.#checkpointFile.syncNow("data");
+    this.#checkpointNumber = point.checkpointNumber;
+    this.#cleanOnDisk = false;
   }
 
   /** Seals and writes every staged record to its segment (page cache; no sync). */
@@ -490,12 +515,18 @@ export class DurableTail {
     }
     this.#checkpointNumber = point.checkpointNumber;
     this.#checkpointAddress = point.committedUntilAddress;
-    this.#cleanAtOpen = clean;
+    this.#checkpointCookie = point.cookie;
+    this.#cleanOnDisk = clean;
     this.#durableBeginAddress = point.beginAddress;
     this.#stats.checkpoints++;
     const firstKept = Math.floor(point.beginAddress / this.segmentSizeBytes);
     if (this.#segments.removeBelow(firstKept) > 0 && this.durability !== "none") {
-      await this.#device.syncDirectory(this.dir);
+      try {
+        await this.#device.syncDirectory(this.dir);
+      } catch (error) {
+        this.#poison = error; // never retried: a reopen finds what the directory really holds
+        throw error;
+      }
     }
   }
 
@@ -645,7 +676,7 @@ export class DurableTail {
       if (this.#poison === undefined) {
         if (!this.idle) await this.commit();
         await this.#cycleDone;
-        const unchanged = this.#cleanAtOpen &&
+        const unchanged = this.#cleanOnDisk &&
           this.#checkpointAddress === this.#committedUntilAddress &&
           this.#durableBeginAddress === this.#beginAddress;
         if (this.#poison === undefined && !unchanged) await this.#checkpoint(true);

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { AppendLog, CorruptionError, InvalidArgumentError } from "../mod.ts";
+import { decodeCheckpoint } from "../src/checkpoint.ts";
 import { entryBytes, seededRandom, tempDir } from "./_helpers.ts";
 
 const SMALL = { segmentSizeBytes: 64 * 1024, bufferSizeBytes: 8 * 1024 };
@@ -177,15 +178,21 @@ describe("recovery", () => {
       await log.commit();
     }
     const checkpoint = join(dir.path, "checkpoint");
-    // The close wrote checkpoint 1 into slot 1; tear it.
-    flipByte(checkpoint, 4096 + 30);
+    const slots = () => {
+      const bytes = fs.readFileSync(checkpoint);
+      return [0, 1].map((i) => decodeCheckpoint(bytes.subarray(i * 4096, (i + 1) * 4096)));
+    };
+    const [first, second] = slots();
+    assert.ok(first && second, "both slots hold a checkpoint");
+    const newest = first.checkpointNumber > second.checkpointNumber ? 0 : 1;
+    flipByte(checkpoint, newest * 4096 + 30); // tear the newest slot
     {
       await using log = await AppendLog.open({ dir: dir.path, ...SMALL });
       assert.deepEqual(log.read(address), entryBytes(1), "rescanned from the older slot");
     }
-    // That close wrote checkpoint 2 into slot 0; now damage both.
-    flipByte(checkpoint, 30);
-    flipByte(checkpoint, 4096 + 30);
+    flipByte(checkpoint, 40); // now damage both
+    flipByte(checkpoint, 4096 + 40);
+    assert.deepEqual(slots(), [undefined, undefined]);
     await assert.rejects(AppendLog.open({ dir: dir.path, ...SMALL }), CorruptionError);
   });
 
