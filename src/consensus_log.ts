@@ -309,11 +309,7 @@ export class ConsensusLog {
   /** Applies one durable record (a commit or a journaled accept) to the in-memory state. */
   #replay(address: number, payload?: Uint8Array): void {
     if (payload === undefined) {
-      const found = this.#tail.recordAt(address);
-      if (typeof found === "string") {
-        throw new Error(`assertion failed: index checkpoint: ${found}`);
-      }
-      payload = found.payload;
+      payload = this.#tail.recordExpectedAt(address).payload;
     }
     const view = new DataView(payload.buffer, payload.byteOffset, ENTRY_HEADER_BYTES);
     const slot = view.getFloat64(0, true);
@@ -579,9 +575,7 @@ export class ConsensusLog {
       };
     }
     const address = this.#index.locationAt(position);
-    const found = this.#tail.recordAt(address);
-    if (typeof found === "string") throw new Error(`assertion failed: slot ${slot}: ${found}`);
-    const payload = found.payload;
+    const payload = this.#tail.recordExpectedAt(address).payload;
     const view = new DataView(payload.buffer, payload.byteOffset, ENTRY_HEADER_BYTES);
     return {
       slot,

@@ -634,6 +634,17 @@ export class DurableTail {
   }
 
   /**
+   * The record at `address`, which the caller's index says must exist: a missing or damaged one
+   * is corruption, reported with the file and address.
+   */
+  recordExpectedAt(address: number): { kind: number; payload: Uint8Array; size: number } {
+    const found = this.recordAt(address);
+    if (typeof found !== "string") return found;
+    const path = this.#segments.ofAddress(address)?.path ?? this.dir;
+    throw new CorruptionError(path, address, `an indexed record is missing: ${found}`);
+  }
+
+  /**
    * Iterates the records of `kind` in `[from, to)`; `from` must be a record address (or the
    * begin/committed address). Payloads are views: mapped for written records, a copy for staged.
    */
