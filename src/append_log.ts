@@ -5,26 +5,19 @@
  *
  * @module
  */
-import { resolve } from "node:path";
 import {
-  BUFFER_SIZE_BYTES_DEFAULT,
-  BUFFER_SIZE_BYTES_MIN,
-  CHECKPOINT_INTERVAL_BYTES_DEFAULT,
   COOKIE_SIZE_BYTES_MAX,
   ENTRY_SIZE_BYTES_LIMIT,
   ENTRY_SIZE_BYTES_MAX_DEFAULT,
   RECORD_HEADER_BYTES,
   SEGMENT_HEADER_BYTES,
-  SEGMENT_SIZE_BYTES_DEFAULT,
-  SEGMENT_SIZE_BYTES_MAX,
-  SEGMENT_SIZE_BYTES_MIN,
 } from "./constants.ts";
 import type { Device } from "./device.ts";
 import { ClosedError, InvalidArgumentError } from "./errors.ts";
-import { fsDevice } from "./fs_device.ts";
 import { COMMIT_MARKER_FIXED_BYTES, RecordKind } from "./record_format.ts";
 import { type CommitPoint, type Durability, DurableTail } from "./tail.ts";
-import { checkBytes, checkChoice, checkIndex, checkSizeOption, runNow } from "./validate.ts";
+import { checkLogOptions } from "./log_options.ts";
+import { checkBytes, checkIndex, checkSizeOption, runNow } from "./validate.ts";
 
 export type { CommitPoint, Durability };
 
@@ -130,34 +123,10 @@ export class AppendLog {
   static open(options: AppendLogOptions): Promise<AppendLog> {
     return Promise.resolve().then(() => {
       const what = "open log";
-      if (typeof options?.dir !== "string" || options.dir === "") {
-        throw new InvalidArgumentError(`Cannot ${what}: dir must be a non-empty string`);
-      }
-      const durability = checkChoice(what, "durability", options.durability, "data", [
-        "none",
-        "data",
-        "full",
-      ]);
-      const segmentSizeBytes = checkSizeOption(
-        what,
-        "segmentSizeBytes",
-        options.segmentSizeBytes,
-        SEGMENT_SIZE_BYTES_DEFAULT,
-        SEGMENT_SIZE_BYTES_MIN,
-        SEGMENT_SIZE_BYTES_MAX,
-        true,
-      );
-      const bufferSizeBytes = checkSizeOption(
-        what,
-        "bufferSizeBytes",
-        options.bufferSizeBytes,
-        BUFFER_SIZE_BYTES_DEFAULT,
-        BUFFER_SIZE_BYTES_MIN,
-        SEGMENT_SIZE_BYTES_MAX,
-      ) & ~7;
+      const common = checkLogOptions(what, options);
       const entryLimit = Math.min(
         ENTRY_SIZE_BYTES_LIMIT,
-        segmentSizeBytes - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES,
+        common.segmentSizeBytes - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES,
       );
       const entrySizeBytesMax = checkSizeOption(
         what,
@@ -167,25 +136,12 @@ export class AppendLog {
         0,
         entryLimit,
       );
-      const checkpointIntervalBytes = checkSizeOption(
-        what,
-        "checkpointIntervalBytes",
-        options.checkpointIntervalBytes,
-        CHECKPOINT_INTERVAL_BYTES_DEFAULT,
-        0,
-        Number.MAX_SAFE_INTEGER,
-      );
       const tail = DurableTail.open({
-        dir: resolve(options.dir),
-        device: options.device ?? fsDevice,
-        durability,
-        segmentSizeBytes,
-        bufferSizeBytes,
+        ...common,
         recordBytesMax: Math.max(
           entrySizeBytesMax,
           COMMIT_MARKER_FIXED_BYTES + COOKIE_SIZE_BYTES_MAX,
         ),
-        checkpointIntervalBytes,
       });
       return new AppendLog(tail, entrySizeBytesMax);
     });

@@ -6,17 +6,11 @@
  *
  * @module
  */
-import { resolve } from "node:path";
 import {
-  BUFFER_SIZE_BYTES_DEFAULT,
-  BUFFER_SIZE_BYTES_MIN,
-  CHECKPOINT_INTERVAL_BYTES_DEFAULT,
   COOKIE_SIZE_BYTES_MAX,
   RECORD_HEADER_BYTES,
   SEGMENT_HEADER_BYTES,
-  SEGMENT_SIZE_BYTES_DEFAULT,
   SEGMENT_SIZE_BYTES_MAX,
-  SEGMENT_SIZE_BYTES_MIN,
 } from "./constants.ts";
 import type { Device } from "./device.ts";
 import {
@@ -27,14 +21,14 @@ import {
   RegionFullError,
   SlotNotFoundError,
 } from "./errors.ts";
-import { fsDevice } from "./fs_device.ts";
 import { type Ballot, compareBallots, HardStateStore, type RaftHardState } from "./hard_state.ts";
 import { readIndexCheckpoint, writeIndexCheckpoint } from "./index_checkpoint.ts";
 import { MutableRegion, REGION_ENTRY_HEADER_BYTES } from "./mutable_region.ts";
 import { COMMIT_MARKER_FIXED_BYTES, RecordKind } from "./record_format.ts";
 import { SlotIndex, SlotState } from "./slot_index.ts";
 import { type Durability, DurableTail, type TailStats } from "./tail.ts";
-import { checkBytes, checkChoice, checkIndex, checkSizeOption, runNow } from "./validate.ts";
+import { checkLogOptions } from "./log_options.ts";
+import { checkBytes, checkIndex, checkSizeOption, runNow } from "./validate.ts";
 
 export type { Ballot, RaftHardState };
 
@@ -189,23 +183,7 @@ export class ConsensusLog {
   static open(options: ConsensusLogOptions): Promise<ConsensusLog> {
     return Promise.resolve().then(() => {
       const what = "open consensus log";
-      if (typeof options?.dir !== "string" || options.dir === "") {
-        throw new InvalidArgumentError(`Cannot ${what}: dir must be a non-empty string`);
-      }
-      const durability = checkChoice(what, "durability", options.durability, "data", [
-        "none",
-        "data",
-        "full",
-      ]);
-      const segmentSizeBytes = checkSizeOption(
-        what,
-        "segmentSizeBytes",
-        options.segmentSizeBytes,
-        SEGMENT_SIZE_BYTES_DEFAULT,
-        SEGMENT_SIZE_BYTES_MIN,
-        SEGMENT_SIZE_BYTES_MAX,
-        true,
-      );
+      const common = checkLogOptions(what, options);
       const mutableSizeBytes = checkSizeOption(
         what,
         "mutableSizeBytes",
@@ -216,7 +194,7 @@ export class ConsensusLog {
       ) & ~7;
       const entryLimit = Math.min(
         mutableSizeBytes - REGION_ENTRY_HEADER_BYTES - 8,
-        segmentSizeBytes - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES - ENTRY_HEADER_BYTES,
+        common.segmentSizeBytes - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES - ENTRY_HEADER_BYTES,
       );
       const entrySizeBytesMax = checkSizeOption(
         what,
@@ -226,36 +204,16 @@ export class ConsensusLog {
         0,
         entryLimit,
       );
-      const bufferSizeBytes = checkSizeOption(
-        what,
-        "bufferSizeBytes",
-        options.bufferSizeBytes,
-        BUFFER_SIZE_BYTES_DEFAULT,
-        BUFFER_SIZE_BYTES_MIN,
-        SEGMENT_SIZE_BYTES_MAX,
-      ) & ~7;
-      const checkpointIntervalBytes = checkSizeOption(
-        what,
-        "checkpointIntervalBytes",
-        options.checkpointIntervalBytes,
-        CHECKPOINT_INTERVAL_BYTES_DEFAULT,
-        0,
-        Number.MAX_SAFE_INTEGER,
-      );
       if (options.durableAccepts !== undefined && typeof options.durableAccepts !== "boolean") {
         throw new InvalidArgumentError(`Cannot ${what}: durableAccepts must be a boolean`);
       }
+      const durability = common.durability;
       const tail = DurableTail.open({
-        dir: resolve(options.dir),
-        device: options.device ?? fsDevice,
-        durability,
-        segmentSizeBytes,
-        bufferSizeBytes,
+        ...common,
         recordBytesMax: Math.max(
           entrySizeBytesMax + ENTRY_HEADER_BYTES,
           COMMIT_MARKER_FIXED_BYTES + COOKIE_SIZE_BYTES_MAX,
         ),
-        checkpointIntervalBytes,
       });
       try {
         const hard = HardStateStore.open(tail.device, tail.dir, tail.logId, durability !== "none");
