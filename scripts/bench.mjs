@@ -11,13 +11,15 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = (name) => join(root, "node_modules", ".bin", name);
 const extra = process.argv.slice(2);
 
-// mitata needs --allow-sys (CPU name, memory); the rest are what the log and FFI layer need.
+// mitata needs --allow-sys (CPU name, memory); the rest are what the log and FFI layer need;
+// --unstable-kv lets bench/peers_bench.ts measure Deno KV.
 const denoPermissions = [
   "--allow-ffi",
   "--allow-read",
   "--allow-write",
   "--allow-env",
   "--allow-sys",
+  "--unstable-kv",
 ];
 
 const files = extra.length ? extra : readdirSync(join(root, "bench"))
