@@ -14,7 +14,7 @@ import {
 } from "./constants.ts";
 import type { Device } from "./device.ts";
 import { ClosedError, InvalidArgumentError } from "./errors.ts";
-import { COMMIT_MARKER_FIXED_BYTES, RecordKind } from "./record_format.ts";
+import { RecordKind } from "./record_format.ts";
 import { type CommitPoint, type Durability, DurableTail } from "./tail.ts";
 import { checkLogOptions } from "./log_options.ts";
 import { checkBytes, checkIndex, checkSizeOption, runNow } from "./validate.ts";
@@ -136,13 +136,7 @@ export class AppendLog {
         0,
         entryLimit,
       );
-      const tail = DurableTail.open({
-        ...common,
-        recordBytesMax: Math.max(
-          entrySizeBytesMax,
-          COMMIT_MARKER_FIXED_BYTES + COOKIE_SIZE_BYTES_MAX,
-        ),
-      });
+      const tail = DurableTail.open(common);
       return new AppendLog(tail, entrySizeBytesMax);
     });
   }

@@ -6,12 +6,7 @@
  *
  * @module
  */
-import {
-  COOKIE_SIZE_BYTES_MAX,
-  RECORD_HEADER_BYTES,
-  SEGMENT_HEADER_BYTES,
-  SEGMENT_SIZE_BYTES_MAX,
-} from "./constants.ts";
+import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_SIZE_BYTES_MAX } from "./constants.ts";
 import type { Device } from "./device.ts";
 import {
   AlreadyCommittedError,
@@ -24,7 +19,7 @@ import {
 import { type Ballot, compareBallots, HardStateStore, type RaftHardState } from "./hard_state.ts";
 import { readIndexCheckpoint, writeIndexCheckpoint } from "./index_checkpoint.ts";
 import { MutableRegion, REGION_ENTRY_HEADER_BYTES } from "./mutable_region.ts";
-import { COMMIT_MARKER_FIXED_BYTES, RecordKind } from "./record_format.ts";
+import { RecordKind } from "./record_format.ts";
 import { SlotIndex, SlotState } from "./slot_index.ts";
 import { type Durability, DurableTail, type TailStats } from "./tail.ts";
 import { checkLogOptions } from "./log_options.ts";
@@ -208,13 +203,7 @@ export class ConsensusLog {
         throw new InvalidArgumentError(`Cannot ${what}: durableAccepts must be a boolean`);
       }
       const durability = common.durability;
-      const tail = DurableTail.open({
-        ...common,
-        recordBytesMax: Math.max(
-          entrySizeBytesMax + ENTRY_HEADER_BYTES,
-          COMMIT_MARKER_FIXED_BYTES + COOKIE_SIZE_BYTES_MAX,
-        ),
-      });
+      const tail = DurableTail.open(common);
       try {
         const hard = HardStateStore.open(tail.device, tail.dir, tail.logId, durability !== "none");
         const log = new ConsensusLog(

@@ -33,7 +33,7 @@ export interface CommonLogOptions {
 export function checkLogOptions(
   what: string,
   options: CommonLogOptions,
-): Omit<TailOptions, "recordBytesMax"> {
+): TailOptions {
   if (typeof options?.dir !== "string" || options.dir === "") {
     throw new InvalidArgumentError(`Cannot ${what}: dir must be a non-empty string`);
   }

@@ -55,8 +55,6 @@ export interface RecoveredLog {
 /** Options that shape a new log and bound what recovery accepts. */
 export interface RecoveryOptions {
   segmentSizeBytes: number;
-  /** Largest payload a valid record may declare (entries and commit markers). */
-  recordBytesMax: number;
   /** Sync created files and directories (false for durability "none"). */
   syncs: boolean;
 }
@@ -255,11 +253,11 @@ function recoverSegments(
     directoryChanged = true;
   }
 
-  const scan = scanForward(segments, checkpoint, options.recordBytesMax);
+  const scan = scanForward(segments, checkpoint);
   const tailAddress = scan.lastMarkerEnd;
   const damaged = scan.problem !== undefined && scan.problem !== "empty";
   if (damaged && scan.problem !== undefined) {
-    const proof = findLaterMarker(segments, scan.stopAddress, scan.lastMarkerNumber + 2, options);
+    const proof = findLaterMarker(segments, scan.stopAddress, scan.lastMarkerNumber + 2);
     if (proof !== undefined) {
       throw new CorruptionError(
         segments.ofAddress(scan.stopAddress)?.path ?? dir,
@@ -308,6 +306,15 @@ function recoverSegments(
   };
 }
 
+/**
+ * Largest payload a valid record can declare: what fits a segment. This, not the caller's entry
+ * limit, bounds validation: a log reopened with a smaller `entrySizeBytesMax` must still read
+ * (and never cut off) the larger entries it committed before.
+ */
+export function recordBytesLimit(segmentSizeBytes: number): number {
+  return segmentSizeBytes - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES;
+}
+
 /** The segment a tail address writes into: an address at a segment's very end stays in it. */
 export function tailSegmentIndex(tailAddress: number, segmentSizeBytes: number): number {
   return Math.floor((tailAddress - 1) / segmentSizeBytes);
@@ -347,7 +354,8 @@ interface ScanResult {
 }
 
 /** Walks records from the checkpoint, verifying each, until the first invalid one. */
-function scanForward(segments: SegmentSet, checkpoint: Checkpoint, recordBytesMax: number) {
+function scanForward(segments: SegmentSet, checkpoint: Checkpoint) {
+  const recordBytesMax = recordBytesLimit(segments.segmentSizeBytes);
   const S = segments.segmentSizeBytes;
   const seed = segments.logId;
   const result: ScanResult = {
@@ -409,7 +417,6 @@ function findLaterMarker(
   segments: SegmentSet,
   from: number,
   numberMin: number,
-  options: RecoveryOptions,
 ): number | undefined {
   const S = segments.segmentSizeBytes;
   for (const segment of segments.all()) {
@@ -422,7 +429,7 @@ function findLaterMarker(
       if (headerAddress(words, offset) !== base + offset) continue;
       if (headerKind(words, offset) !== RecordKind.commit) continue;
       if (
-        checkRecord(bytes, words, offset, S, base + offset, segments.logId, options.recordBytesMax)
+        checkRecord(bytes, words, offset, S, base + offset, segments.logId, recordBytesLimit(S))
       ) {
         continue;
       }

@@ -19,7 +19,13 @@ import {
   sealRecord,
   writeHeader,
 } from "./record_format.ts";
-import { encodeCommitMarker, type RecoveredLog, recoverLog, tailSegmentIndex } from "./recovery.ts";
+import {
+  encodeCommitMarker,
+  recordBytesLimit,
+  type RecoveredLog,
+  recoverLog,
+  tailSegmentIndex,
+} from "./recovery.ts";
 import type { SegmentSet } from "./segments.ts";
 
 /** How durable a commit is when it resolves. */
@@ -42,8 +48,6 @@ export interface TailOptions {
   durability: Durability;
   segmentSizeBytes: number;
   bufferSizeBytes: number;
-  /** Largest record payload (entry size limit, or the limit plus a per-log envelope). */
-  recordBytesMax: number;
   checkpointIntervalBytes: number;
 }
 
@@ -82,7 +86,6 @@ export class DurableTail {
   readonly dir: string;
   readonly durability: Durability;
   readonly segmentSizeBytes: number;
-  readonly recordBytesMax: number;
   readonly logId: number;
   #device: Device;
   #lock: DirectoryLock;
@@ -125,7 +128,6 @@ export class DurableTail {
     this.dir = options.dir;
     this.durability = options.durability;
     this.segmentSizeBytes = options.segmentSizeBytes;
-    this.recordBytesMax = options.recordBytesMax;
     this.logId = recovered.checkpoint.logId;
     this.#device = options.device;
     this.#lock = lock;
@@ -156,7 +158,6 @@ export class DurableTail {
     try {
       const recovered = recoverLog(device, dir, {
         segmentSizeBytes: options.segmentSizeBytes,
-        recordBytesMax: options.recordBytesMax,
         syncs: options.durability !== "none",
       });
       return new DurableTail(options, lock, recovered);
@@ -618,7 +619,7 @@ export class DurableTail {
       this.segmentSizeBytes,
       address,
       this.logId,
-      this.recordBytesMax,
+      recordBytesLimit(this.segmentSizeBytes),
     );
     if (problem === "address" || problem === "empty") return "no record starts there";
     if (problem !== undefined) {

@@ -218,3 +218,29 @@ describe("recovery", () => {
     await assert.rejects(AppendLog.open({ dir: dir.path, ...SMALL }), CorruptionError);
   });
 });
+
+describe("recovery and the entry size limit", () => {
+  test("reopening with a smaller entrySizeBytesMax after a crash keeps larger committed entries", async () => {
+    using dir = tempDir();
+    const source = join(dir.path, "log");
+    const image = join(dir.path, "image");
+    let big: number;
+    {
+      const log = await AppendLog.open({ dir: source, ...SMALL, entrySizeBytesMax: 40_000 });
+      log.enqueue(entryBytes(1));
+      await log.commit();
+      big = log.enqueue(entryBytes(2, 30_000));
+      await log.commit(); // the last commit holds the large entry
+      fs.cpSync(source, image, { recursive: true }); // crash now
+      await log.close();
+    }
+    await using log = await AppendLog.open({ dir: image, ...SMALL, entrySizeBytesMax: 4096 });
+    assert.equal(log.commitNumber, 2, "the acknowledged commit was not cut off");
+    assert.deepEqual(log.read(big), entryBytes(2, 30_000));
+    assert.throws(
+      () => log.enqueue(entryBytes(3, 5000)),
+      InvalidArgumentError,
+      "new writes obey the new limit",
+    );
+  });
+});
