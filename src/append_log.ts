@@ -93,7 +93,7 @@ export interface AppendLogStats {
  * ```ts
  * import { AppendLog } from "@hybridlog/hybridlog";
  *
- * await using log = await AppendLog.open({ dir: await Deno.makeTempDir() });
+ * await using log = await AppendLog.open({ dir: "./data/queue" });
  * const address = log.enqueue(new TextEncoder().encode("hello"));
  * await log.commit();
  * console.log(new TextDecoder().decode(log.read(address)));

@@ -124,7 +124,7 @@ function describeBallot(b: Ballot): string {
  * ```ts
  * import { ConsensusLog } from "@hybridlog/hybridlog";
  *
- * await using log = await ConsensusLog.open({ dir: await Deno.makeTempDir() });
+ * await using log = await ConsensusLog.open({ dir: "./data/acceptor" });
  * log.accept(1, { round: 3, node: 1 }, new TextEncoder().encode("x = 1"));
  * await log.commit(1);
  * console.log(log.readCommitted(1)?.committed); // true

@@ -116,7 +116,7 @@ function directoryOf(encoded: Uint8Array): string {
  * ```ts
  * import { LogManager } from "@hybridlog/hybridlog";
  *
- * const manager = new LogManager({ dir: await Deno.makeTempDir() });
+ * const manager = new LogManager({ dir: "./data/tables" });
  * {
  *   await using lease = await manager.acquire("table:users");
  *   lease.log.accept(1, { round: 1, node: 1 }, new TextEncoder().encode("alice"));

@@ -92,7 +92,7 @@ async function* chunksOf(data: SnapshotData): AsyncGenerator<Uint8Array> {
  * ```ts
  * import { SnapshotStore } from "@hybridlog/hybridlog";
  *
- * const snapshots = await SnapshotStore.open({ dir: await Deno.makeTempDir() });
+ * const snapshots = await SnapshotStore.open({ dir: "./data/snapshots" });
  * await snapshots.create(100, new TextEncoder().encode("state at slot 100"));
  * console.log((await snapshots.latest())?.slot); // 100
  * await snapshots.close();
