@@ -68,3 +68,38 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * Runs `script` in the current runtime with `args`, hands every stdout line to `onLine`, and
+ * kills it with SIGKILL `runMs` after it prints `ready…`. Resolves once it is dead; rejects if it
+ * exits on its own first (with its stderr).
+ */
+export async function runUntilKilled(
+  script: string,
+  args: string[],
+  runMs: number,
+  onLine: (line: string) => void,
+): Promise<void> {
+  const { spawn } = await import("node:child_process");
+  const [command, prefix] = runtimeCommand(script);
+  const child = spawn(command, [...prefix, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let buffered = "";
+  let stderr = "";
+  child.stderr!.on("data", (chunk) => (stderr += chunk));
+  return new Promise((resolve, reject) => {
+    child.stdout!.on("data", (chunk) => {
+      buffered += chunk;
+      let newline;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        if (line.startsWith("ready")) setTimeout(() => child.kill("SIGKILL"), runMs);
+        onLine(line);
+      }
+    });
+    child.on("exit", (code, signal) => {
+      if (signal === "SIGKILL") resolve();
+      else reject(new Error(`${script} exited ${code ?? signal} before the kill: ${stderr}`));
+    });
+  });
+}

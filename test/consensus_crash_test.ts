@@ -1,9 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { ConsensusLog } from "../mod.ts";
-import { entryBytes, runtimeCommand, seededRandom, tempDir } from "./_helpers.ts";
+import { entryBytes, runUntilKilled, seededRandom, tempDir } from "./_helpers.ts";
 
 const WRITER = join(import.meta.dirname!, "fixtures", "consensus_writer.ts");
 const CYCLES = Number(process.env.HYBRIDLOG_CRASH_CYCLES ?? 20);
@@ -13,34 +12,16 @@ interface Acks {
   accepted: Map<number, number>; // slot → highest acknowledged round
 }
 
-function runAndKill(dir: string, seed: number, mode: string, runMs: number): Promise<Acks> {
-  const [command, args] = runtimeCommand(WRITER);
-  const child = spawn(command, [...args, dir, String(seed), mode], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+async function runAndKill(dir: string, seed: number, mode: string, runMs: number): Promise<Acks> {
   const acks: Acks = { committed: new Map(), accepted: new Map() };
-  let buffered = "";
-  let stderr = "";
-  child.stderr.on("data", (chunk) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.stdout.on("data", (chunk) => {
-      buffered += chunk;
-      let newline;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        const [kind, a, c] = buffered.slice(0, newline).split(" ");
-        buffered = buffered.slice(newline + 1);
-        if (kind === "ready") setTimeout(() => child.kill("SIGKILL"), runMs);
-        else if (kind === "committed") acks.committed.set(Number(a), Number(c));
-        else if (kind === "accepted") {
-          acks.accepted.set(Number(a), Math.max(acks.accepted.get(Number(a)) ?? 0, Number(c)));
-        }
-      }
-    });
-    child.on("exit", (code, signal) => {
-      if (signal === "SIGKILL") resolve(acks);
-      else reject(new Error(`writer exited ${code ?? signal} before the kill: ${stderr}`));
-    });
+  await runUntilKilled(WRITER, [dir, String(seed), mode], runMs, (line) => {
+    const [kind, a, c] = line.split(" ");
+    if (kind === "committed") acks.committed.set(Number(a), Number(c));
+    else if (kind === "accepted") {
+      acks.accepted.set(Number(a), Math.max(acks.accepted.get(Number(a)) ?? 0, Number(c)));
+    }
   });
+  return acks;
 }
 
 describe("ConsensusLog crash (kill -9 of a real process)", () => {

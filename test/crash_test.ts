@@ -1,9 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { AppendLog } from "../mod.ts";
-import { entryBytes, runtimeCommand, seededRandom, tempDir } from "./_helpers.ts";
+import { entryBytes, runUntilKilled, seededRandom, tempDir } from "./_helpers.ts";
 
 const WRITER = join(import.meta.dirname!, "fixtures", "crash_writer.ts");
 const CYCLES = Number(process.env.HYBRIDLOG_CRASH_CYCLES ?? 20);
@@ -13,35 +12,17 @@ interface Run {
   startedAt: number; // first index the child wrote
 }
 
-/** Starts the writer, lets it run a random while after it is ready, then kill -9. */
-function runAndKill(dir: string, seed: number, runMs: number): Promise<Run> {
-  const [command, args] = runtimeCommand(WRITER);
-  const child = spawn(command, [...args, dir, String(seed)], { stdio: ["ignore", "pipe", "pipe"] });
+/** Starts the writer, lets it run `runMs` after it is ready, then kill -9. */
+async function runAndKill(dir: string, seed: number, runMs: number): Promise<Run> {
   const run: Run = { acked: new Map(), startedAt: -1 };
-  let buffered = "";
-  let stderr = "";
-  child.stderr.on("data", (chunk) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.stdout.on("data", (chunk) => {
-      buffered += chunk;
-      let newline;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        const [kind, first, list] = line.split(" ");
-        if (kind === "ready") {
-          run.startedAt = Number(first);
-          setTimeout(() => child.kill("SIGKILL"), runMs);
-        } else if (kind === "ack") {
-          list.split(",").forEach((a, k) => run.acked.set(Number(first) + k, Number(a)));
-        }
-      }
-    });
-    child.on("exit", (code, signal) => {
-      if (signal === "SIGKILL") resolve(run);
-      else reject(new Error(`writer exited ${code ?? signal} before the kill: ${stderr}`));
-    });
+  await runUntilKilled(WRITER, [dir, String(seed)], runMs, (line) => {
+    const [kind, first, list] = line.split(" ");
+    if (kind === "ready") run.startedAt = Number(first);
+    else if (kind === "ack") {
+      list.split(",").forEach((a, k) => run.acked.set(Number(first) + k, Number(a)));
+    }
   });
+  return run;
 }
 
 describe("crash (kill -9 of a real process)", () => {

@@ -1,39 +1,22 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { ConsensusLog, recover, SnapshotStore } from "../mod.ts";
-import { entryBytes, runtimeCommand, seededRandom, tempDir } from "./_helpers.ts";
+import { entryBytes, runUntilKilled, seededRandom, tempDir } from "./_helpers.ts";
 
 const WRITER = join(import.meta.dirname!, "fixtures", "snapshot_writer.ts");
 const CYCLES = Number(process.env.HYBRIDLOG_CRASH_CYCLES ?? 20);
 
-function runAndKill(dir: string, seed: number, runMs: number) {
-  const [command, args] = runtimeCommand(WRITER);
-  const child = spawn(command, [...args, dir, String(seed)], { stdio: ["ignore", "pipe", "pipe"] });
+async function runAndKill(dir: string, seed: number, runMs: number) {
   const seen = { committed: 0, snapshots: 0, truncations: 0 };
-  let buffered = "";
-  let stderr = "";
-  child.stderr.on("data", (chunk) => (stderr += chunk));
-  return new Promise<typeof seen>((resolve, reject) => {
-    child.stdout.on("data", (chunk) => {
-      buffered += chunk;
-      let newline;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        const [kind, value] = buffered.slice(0, newline).split(" ");
-        buffered = buffered.slice(newline + 1);
-        if (kind === "ready") setTimeout(() => child.kill("SIGKILL"), runMs);
-        else if (kind === "committed") seen.committed = Number(value);
-        else if (kind === "snapshot") seen.snapshots++;
-        else if (kind === "truncated") seen.truncations++;
-      }
-    });
-    child.on("exit", (code, signal) => {
-      if (signal === "SIGKILL") resolve(seen);
-      else reject(new Error(`writer exited ${code ?? signal} before the kill: ${stderr}`));
-    });
+  await runUntilKilled(WRITER, [dir, String(seed)], runMs, (line) => {
+    const [kind, value] = line.split(" ");
+    if (kind === "committed") seen.committed = Number(value);
+    else if (kind === "snapshot") seen.snapshots++;
+    else if (kind === "truncated") seen.truncations++;
   });
+  return seen;
 }
 
 describe("snapshots and truncation under kill -9", () => {
