@@ -345,7 +345,7 @@ export class ConsensusLog {
     let journal = -1;
     if (this.#durableAccepts) {
       // Create any segment the journal record needs first: the only step that can fail cleanly.
-      this.#tail.prepare([ENTRY_HEADER_BYTES + value.length]);
+      this.#tail.prepareOne(ENTRY_HEADER_BYTES + value.length);
       journal = this.#tail.tailAddress;
     }
     if (!this.#store(slot, b, value, journal, false)) return false;

@@ -242,10 +242,6 @@ export class MutableRegion {
     }
   }
 
-  /** Whether the entry at `offset` is published (live). */
-  isPublished(offset: number): boolean {
-    return Atomics.load(this.#words, offset >>> 2) === STATE_PUBLISHED;
-  }
   /** Slot of the entry at `offset`. */
   slotAt(offset: number): number {
     return this.#floats[(offset >>> 3) + 1];

@@ -20,7 +20,7 @@
  * @module
  */
 import { checksum } from "./checksum.ts";
-import { ADDRESS_LIMIT, RECORD_ALIGNMENT_BYTES, RECORD_HEADER_BYTES } from "./constants.ts";
+import { RECORD_ALIGNMENT_BYTES, RECORD_HEADER_BYTES } from "./constants.ts";
 
 /** Record kinds. */
 export const RecordKind = { entry: 1, padding: 2, commit: 3 } as const;
@@ -128,11 +128,4 @@ export function checkRecord(
     return "checksum";
   }
   return undefined;
-}
-
-/** Asserts an address is representable in a header (a bug otherwise). */
-export function assertAddress(address: number): void {
-  if (!(Number.isSafeInteger(address) && address >= 0 && address < ADDRESS_LIMIT)) {
-    throw new Error(`assertion failed: address ${address} out of range`);
-  }
 }

@@ -48,8 +48,6 @@ export interface RecoveredLog {
   cookie: Uint8Array | undefined;
   /** True when recovery cut off a torn or uncommitted tail. */
   truncatedTail: boolean;
-  /** Bytes of log after the checkpoint that recovery scanned and verified. */
-  scannedBytes: number;
 }
 
 /** Options that shape a new log and bound what recovery accepts. */
@@ -302,7 +300,6 @@ function recoverSegments(
     commitNumber: scan.lastMarkerNumber,
     cookie: scan.cookie,
     truncatedTail,
-    scannedBytes: scan.stopAddress - checkpoint.committedUntilAddress,
   };
 }
 

@@ -53,11 +53,6 @@ export class SegmentSet {
     return join(this.dir, segmentFileName(index));
   }
 
-  /** First segment index held, or `undefined` when empty. */
-  get firstIndex(): number | undefined {
-    return this.#segments.length ? this.#firstIndex : undefined;
-  }
-
   /** Last segment index held, or `undefined` when empty. */
   get lastIndex(): number | undefined {
     return this.#segments.length ? this.#firstIndex + this.#segments.length - 1 : undefined;

@@ -446,7 +446,7 @@ export class DurableTail {
     const cookie = this.#pendingCookie;
     const commitNumber = this.#commitNumber + 1;
     const payload = encodeCommitMarker({ commitNumber, synced, cookie });
-    this.prepare([payload.length]);
+    this.prepareOne(payload.length);
     this.#pendingCookie = undefined;
     this.append(RecordKind.commit, [payload], payload.length);
     const until = this.#tailAddress;
