@@ -12,18 +12,15 @@
 
 import type * as BunFfi from "bun:ffi";
 import { ClosedError } from "../src/errors.ts";
-import { EINTR, EWOULDBLOCK, ioError } from "./errno.ts";
+import { ioError } from "./errno.ts";
+import { type FileCalls, fileCalls, type FileCallSymbols } from "./file_calls.ts";
 import { openUring } from "./io_uring_bun.ts";
 import {
   detachBuffer,
-  EINTR_RETRIES_MAX,
   int32Fd,
   int64,
   LIBC_PATH,
   libcSymbols,
-  LOCK_EX,
-  LOCK_NB,
-  LOCK_UN,
   MADVISE_ADVICE,
   MAP_ANONYMOUS,
   MAP_FAILED_ADDRESS,
@@ -96,11 +93,14 @@ export async function openBunNative(): Promise<Native> {
 class BunNative implements Native {
   readonly runtime = "bun";
   readonly #runtime: Runtime;
+  readonly #files: FileCalls;
   #uringReason: string | undefined;
   #uringProbed = false;
 
   constructor(runtime: Runtime) {
     this.#runtime = runtime;
+    // The loaded symbols take and return plain numbers and bigints for these calls.
+    this.#files = fileCalls(runtime.libc as unknown as FileCallSymbols, () => errno(runtime));
   }
 
   get pageSizeBytes(): number {
@@ -136,40 +136,23 @@ class BunNative implements Native {
   }
 
   fsync(fd: number): void {
-    const rt = this.#runtime;
-    if (rt.libc.fsync(int32Fd(fd)) === -1) throw ioError("fsync", errno(rt));
+    this.#files.fsync(fd);
   }
 
   fdatasync(fd: number): void {
-    const rt = this.#runtime;
-    if (rt.libc.fdatasync(int32Fd(fd)) === -1) throw ioError("fdatasync", errno(rt));
+    this.#files.fdatasync(fd);
   }
 
   allocate(fd: number, offsetBytes: number, lengthBytes: number): void {
-    const rt = this.#runtime;
-    const offset = int64(offsetBytes, "offset");
-    const length = int64(lengthBytes, "length");
-    for (let attempt = 0;; attempt++) {
-      // posix_fallocate returns the error number itself and leaves errno alone.
-      const error = rt.libc.posix_fallocate(int32Fd(fd), offset, length);
-      if (error === 0) return;
-      if (error !== EINTR || attempt === EINTR_RETRIES_MAX) throw ioError("posix_fallocate", error);
-    }
+    this.#files.allocate(fd, offsetBytes, lengthBytes);
   }
 
   tryLock(fd: number): boolean {
-    const rt = this.#runtime;
-    for (let attempt = 0;; attempt++) {
-      if (rt.libc.flock(int32Fd(fd), LOCK_EX | LOCK_NB) === 0) return true;
-      const error = errno(rt);
-      if (error === EWOULDBLOCK) return false;
-      if (error !== EINTR || attempt === EINTR_RETRIES_MAX) throw ioError("flock", error);
-    }
+    return this.#files.tryLock(fd);
   }
 
   unlock(fd: number): void {
-    const rt = this.#runtime;
-    if (rt.libc.flock(int32Fd(fd), LOCK_UN) === -1) throw ioError("flock", errno(rt));
+    this.#files.unlock(fd);
   }
 
   openUring(entries: number): Uring | undefined {
