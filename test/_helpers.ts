@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
+import { AppendLog, type AppendLogOptions } from "../mod.ts";
 
 /** A fresh temporary directory; removed by the returned cleanup. */
 export function tempDir(prefix = "hybridlog-test-"): { path: string; [Symbol.dispose](): void } {
@@ -102,4 +103,41 @@ export async function runUntilKilled(
       else reject(new Error(`${script} exited ${code ?? signal} before the kill: ${stderr}`));
     });
   });
+}
+
+/** XORs the byte at `offset` of `path` with 0x5a (damage a test can aim). */
+export function flipByte(path: string, offset: number): void {
+  const fd = fs.openSync(path, "r+");
+  const byte = new Uint8Array(1);
+  fs.readSync(fd, byte, 0, 1, offset);
+  byte[0] ^= 0x5a;
+  fs.writeSync(fd, byte, 0, 1, offset);
+  fs.closeSync(fd);
+}
+
+/**
+ * Commits `groups` groups of `perGroup` entries (`entryBytes(0…)`) to an AppendLog in `source`
+ * opened with `options`, then copies the directory while the log is still open: the copy is what
+ * a crash at that moment would leave (the page cache is what a kill -9 leaves). Returns the
+ * addresses, by group.
+ */
+export async function crashImage(
+  source: string,
+  image: string,
+  groups: number,
+  options: Omit<AppendLogOptions, "dir">,
+  perGroup = 20,
+): Promise<number[][]> {
+  const log = await AppendLog.open({ ...options, dir: source });
+  const groupsOfAddresses: number[][] = [];
+  let i = 0;
+  for (let g = 0; g < groups; g++) {
+    const addresses = [];
+    for (let k = 0; k < perGroup; k++) addresses.push(log.enqueue(entryBytes(i++)));
+    await log.commit();
+    groupsOfAddresses.push(addresses);
+  }
+  fs.cpSync(source, image, { recursive: true });
+  await log.close();
+  return groupsOfAddresses;
 }

@@ -10,7 +10,15 @@ import { join } from "node:path";
 import { AppendLog, ConsensusLog, CorruptionError, LogManager, SnapshotStore } from "../mod.ts";
 import { inspectLog, statusOf } from "../src/inspect.ts";
 import { VERSION } from "../bin/hybridlog.ts";
-import { entryBytes, fingerprint, runtimeName, seededRandom, tempDir } from "./_helpers.ts";
+import {
+  crashImage,
+  entryBytes,
+  fingerprint,
+  flipByte,
+  runtimeName,
+  seededRandom,
+  tempDir,
+} from "./_helpers.ts";
 
 const CLI = join(import.meta.dirname!, "..", "bin", "hybridlog.ts");
 const SMALL = { segmentSizeBytes: 64 * 1024, bufferSizeBytes: 8 * 1024 };
@@ -31,15 +39,6 @@ function cli(...args: string[]): Run {
   return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
 }
 
-function flipByte(path: string, offset: number): void {
-  const fd = fs.openSync(path, "r+");
-  const byte = new Uint8Array(1);
-  fs.readSync(fd, byte, 0, 1, offset);
-  byte[0] ^= 0x5a;
-  fs.writeSync(fd, byte, 0, 1, offset);
-  fs.closeSync(fd);
-}
-
 /** An AppendLog of `count` entries in commit groups of 50 (two segments for 600). */
 async function appendLog(dir: string, count: number, cookie?: Uint8Array) {
   const addresses: number[] = [];
@@ -55,25 +54,6 @@ async function appendLog(dir: string, count: number, cookie?: Uint8Array) {
     beginAddress: log.beginAddress,
     committedUntilAddress: log.committedUntilAddress,
   };
-}
-
-/**
- * Commits `groups` groups of 20 entries and copies the directory while the log is still open:
- * what a kill -9 at that moment would leave (test/recovery_test.ts crashImage).
- */
-async function crashImage(source: string, image: string, groups: number): Promise<number[][]> {
-  const log = await AppendLog.open({ dir: source, ...SMALL });
-  const result: number[][] = [];
-  let i = 0;
-  for (let g = 0; g < groups; g++) {
-    const addresses = [];
-    for (let k = 0; k < 20; k++) addresses.push(log.enqueue(entryBytes(i++)));
-    await log.commit();
-    result.push(addresses);
-  }
-  fs.cpSync(source, image, { recursive: true });
-  await log.close();
-  return result;
 }
 
 describe("hybridlog CLI", () => {
@@ -141,7 +121,7 @@ describe("hybridlog CLI", () => {
   test("verify exits 2 for damage a later durable commit proves was acknowledged", async () => {
     using dir = tempDir();
     const image = join(dir.path, "image");
-    const groups = await crashImage(join(dir.path, "log"), image, 4);
+    const groups = await crashImage(join(dir.path, "log"), image, 4, SMALL);
     const damaged = groups[0][3];
     flipByte(join(image, SEGMENT_0), damaged + 20);
     const run = cli("verify", image);
@@ -384,7 +364,7 @@ describe("inspect (in process)", () => {
     for (let seed = 1; seed <= 25; seed++) {
       using dir = tempDir();
       const image = join(dir.path, "image");
-      const groups = await crashImage(join(dir.path, "log"), image, 4);
+      const groups = await crashImage(join(dir.path, "log"), image, 4, SMALL);
       const random = seededRandom(seed);
       const last = groups.at(-1)!.at(-1)!;
       const offset = 64 + Math.floor(random() * (last + 400 - 64));

@@ -4,44 +4,16 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { AppendLog, CorruptionError, InvalidArgumentError } from "../mod.ts";
 import { decodeCheckpoint } from "../src/checkpoint.ts";
-import { entryBytes, seededRandom, tempDir } from "./_helpers.ts";
+import { crashImage, entryBytes, flipByte, seededRandom, tempDir } from "./_helpers.ts";
 
 const SMALL = { segmentSizeBytes: 64 * 1024, bufferSizeBytes: 8 * 1024 };
 const SEGMENT_0 = "segment-000000000000.hlog";
-
-/**
- * Commits `groups` groups of entries, then copies the directory while the log is still open: the
- * copy is what a crash at that moment would leave (the page cache is what a kill -9 leaves).
- */
-async function crashImage(source: string, image: string, groups: number, perGroup = 20) {
-  const log = await AppendLog.open({ dir: source, ...SMALL });
-  const groupsOfAddresses: number[][] = [];
-  let i = 0;
-  for (let g = 0; g < groups; g++) {
-    const addresses = [];
-    for (let k = 0; k < perGroup; k++) addresses.push(log.enqueue(entryBytes(i++)));
-    await log.commit();
-    groupsOfAddresses.push(addresses);
-  }
-  fs.cpSync(source, image, { recursive: true });
-  await log.close();
-  return groupsOfAddresses;
-}
-
-function flipByte(path: string, offset: number): void {
-  const fd = fs.openSync(path, "r+");
-  const byte = new Uint8Array(1);
-  fs.readSync(fd, byte, 0, 1, offset);
-  byte[0] ^= 0x5a;
-  fs.writeSync(fd, byte, 0, 1, offset);
-  fs.closeSync(fd);
-}
 
 describe("recovery", () => {
   test("a crash image reopens with every committed entry", async () => {
     using dir = tempDir();
     const image = join(dir.path, "image");
-    const groups = await crashImage(join(dir.path, "log"), image, 3);
+    const groups = await crashImage(join(dir.path, "log"), image, 3, SMALL);
     await using log = await AppendLog.open({ dir: image, ...SMALL });
     assert.equal(log.commitNumber, 3);
     groups.flat().forEach((address, i) => assert.deepEqual(log.read(address), entryBytes(i)));
@@ -50,7 +22,7 @@ describe("recovery", () => {
   test("a torn last commit is cut off, zeroed, and the log keeps working", async () => {
     using dir = tempDir();
     const image = join(dir.path, "image");
-    const groups = await crashImage(join(dir.path, "log"), image, 3);
+    const groups = await crashImage(join(dir.path, "log"), image, 3, SMALL);
     // Damage an entry of the last commit group: as if its write had torn before the sync ended.
     flipByte(join(image, SEGMENT_0), groups[2][5] % SMALL.segmentSizeBytes + 20);
     {
@@ -75,7 +47,7 @@ describe("recovery", () => {
   test("damage that a later durable commit proves was acknowledged fails the open, naming file and address", async () => {
     using dir = tempDir();
     const image = join(dir.path, "image");
-    const groups = await crashImage(join(dir.path, "log"), image, 4);
+    const groups = await crashImage(join(dir.path, "log"), image, 4, SMALL);
     const damaged = groups[0][3];
     flipByte(join(image, SEGMENT_0), damaged + 20);
     await assert.rejects(AppendLog.open({ dir: image, ...SMALL }), (error: unknown) => {
