@@ -13,7 +13,7 @@
 import type * as BunFfi from "bun:ffi";
 import { ClosedError } from "../src/errors.ts";
 import { ioError } from "./errno.ts";
-import { type FileCalls, fileCalls, type FileCallSymbols } from "./file_calls.ts";
+import { type FileCallSymbols, PosixNative } from "./file_calls.ts";
 import { openUring } from "./io_uring_bun.ts";
 import {
   detachBuffer,
@@ -33,10 +33,9 @@ import {
   SC_PAGESIZE,
   type SymbolSignature,
 } from "./symbols.ts";
-import type { MapAdvice, MapOptions, Mapping, Native, Uring } from "./types.ts";
+import type { MapAdvice, MapOptions, Mapping, Native } from "./types.ts";
 
 /** Entries of the ring opened only to learn whether io_uring works. */
-const URING_PROBE_ENTRIES = 1;
 
 /**
  * The neutral table in `bun:ffi`'s shape. Its type names (`i32`, `i64`, `usize`, `pointer`) are
@@ -90,17 +89,14 @@ export async function openBunNative(): Promise<Native> {
   return new BunNative({ ffi, libc, errnoAddress, pageSizeBytes });
 }
 
-class BunNative implements Native {
+class BunNative extends PosixNative {
   readonly runtime = "bun";
   readonly #runtime: Runtime;
-  readonly #files: FileCalls;
-  #uringReason: string | undefined;
-  #uringProbed = false;
 
   constructor(runtime: Runtime) {
+    // The loaded symbols take and return plain numbers and bigints for the shared calls.
+    super(runtime.libc as unknown as FileCallSymbols, () => errno(runtime), openUring);
     this.#runtime = runtime;
-    // The loaded symbols take and return plain numbers and bigints for these calls.
-    this.#files = fileCalls(runtime.libc as unknown as FileCallSymbols, () => errno(runtime));
   }
 
   get pageSizeBytes(): number {
@@ -133,38 +129,6 @@ class BunNative implements Native {
     const buffer = rt.ffi.toArrayBuffer(address, 0, lengthBytes);
     // SAFETY: the mapping object owns address/lengthBytes from here on; only unmap() releases them.
     return new BunMapping(rt, address, buffer, lengthBytes, prot);
-  }
-
-  fsync(fd: number): void {
-    this.#files.fsync(fd);
-  }
-
-  fdatasync(fd: number): void {
-    this.#files.fdatasync(fd);
-  }
-
-  allocate(fd: number, offsetBytes: number, lengthBytes: number): void {
-    this.#files.allocate(fd, offsetBytes, lengthBytes);
-  }
-
-  tryLock(fd: number): boolean {
-    return this.#files.tryLock(fd);
-  }
-
-  unlock(fd: number): void {
-    this.#files.unlock(fd);
-  }
-
-  openUring(entries: number): Uring | undefined {
-    const { uring, reason } = openUring(entries);
-    this.#uringProbed = true;
-    this.#uringReason = uring ? undefined : (reason ?? "io_uring is unavailable");
-    return uring;
-  }
-
-  get uringUnavailableReason(): string | undefined {
-    if (!this.#uringProbed) this.openUring(URING_PROBE_ENTRIES)?.close();
-    return this.#uringReason;
   }
 }
 

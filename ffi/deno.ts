@@ -8,7 +8,7 @@
 
 import { ClosedError } from "../src/errors.ts";
 import { ioError } from "./errno.ts";
-import { type FileCalls, fileCalls, type FileCallSymbols } from "./file_calls.ts";
+import { type FileCallSymbols, PosixNative } from "./file_calls.ts";
 import { openUring } from "./io_uring_deno.ts";
 import {
   detachBuffer,
@@ -27,10 +27,9 @@ import {
   pageSpan,
   SC_PAGESIZE,
 } from "./symbols.ts";
-import type { MapAdvice, MapOptions, Mapping, Native, Uring } from "./types.ts";
+import type { MapAdvice, MapOptions, Mapping, Native } from "./types.ts";
 
 /** Entries of the ring opened only to learn whether io_uring works. */
-const URING_PROBE_ENTRIES = 1;
 
 type Libc = Deno.DynamicLibrary<typeof libcSymbols>["symbols"];
 
@@ -68,17 +67,14 @@ export function openDenoNative(): Native {
   return new DenoNative({ libc, errnoView, pageSizeBytes });
 }
 
-class DenoNative implements Native {
+class DenoNative extends PosixNative {
   readonly runtime = "deno";
   readonly #runtime: Runtime;
-  readonly #files: FileCalls;
-  #uringReason: string | undefined;
-  #uringProbed = false;
 
   constructor(runtime: Runtime) {
+    // The loaded symbols take and return plain numbers and bigints for the shared calls.
+    super(runtime.libc as unknown as FileCallSymbols, () => errno(runtime), openUring);
     this.#runtime = runtime;
-    // The loaded symbols take and return plain numbers and bigints for these calls.
-    this.#files = fileCalls(runtime.libc as unknown as FileCallSymbols, () => errno(runtime));
   }
 
   get pageSizeBytes(): number {
@@ -110,38 +106,6 @@ class DenoNative implements Native {
     const buffer = Deno.UnsafePointerView.getArrayBuffer(address, lengthBytes);
     // SAFETY: the mapping object owns address/lengthBytes from here on; only unmap() releases them.
     return new DenoMapping(rt, address, buffer, lengthBytes, prot);
-  }
-
-  fsync(fd: number): void {
-    this.#files.fsync(fd);
-  }
-
-  fdatasync(fd: number): void {
-    this.#files.fdatasync(fd);
-  }
-
-  allocate(fd: number, offsetBytes: number, lengthBytes: number): void {
-    this.#files.allocate(fd, offsetBytes, lengthBytes);
-  }
-
-  tryLock(fd: number): boolean {
-    return this.#files.tryLock(fd);
-  }
-
-  unlock(fd: number): void {
-    this.#files.unlock(fd);
-  }
-
-  openUring(entries: number): Uring | undefined {
-    const { uring, reason } = openUring(entries);
-    this.#uringProbed = true;
-    this.#uringReason = uring ? undefined : (reason ?? "io_uring is unavailable");
-    return uring;
-  }
-
-  get uringUnavailableReason(): string | undefined {
-    if (!this.#uringProbed) this.openUring(URING_PROBE_ENTRIES)?.close();
-    return this.#uringReason;
   }
 }
 

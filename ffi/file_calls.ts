@@ -1,13 +1,18 @@
 /**
- * The libc calls on file descriptors that involve no pointer — fsync, fdatasync, posix_fallocate,
- * flock — written once for both backends. Each backend hands over its loaded symbols (called with
- * plain numbers and bigints, the same in Bun and Deno) and its way of reading errno.
+ * What both backends share: the libc calls on file descriptors that involve no pointer — fsync,
+ * fdatasync, posix_fallocate, flock — and the io_uring probe, in a base class. Each backend
+ * extends it with what does touch pointers (mappings) and hands over its loaded symbols (called
+ * with plain numbers and bigints, the same in Bun and Deno), its errno reader and its io_uring
+ * opener.
  *
  * @module
  */
 import { EINTR, EWOULDBLOCK, ioError } from "./errno.ts";
 import { EINTR_RETRIES_MAX, int32Fd, int64, LOCK_EX, LOCK_NB, LOCK_UN } from "./symbols.ts";
-import type { Native } from "./types.ts";
+import type { MapOptions, Mapping, Native, Uring } from "./types.ts";
+
+/** Entries of the throwaway ring that answers `uringUnavailableReason`. */
+const URING_PROBE_ENTRIES = 1;
 
 /** The loaded symbols these calls need: `int`-returning, no pointer arguments. */
 export interface FileCallSymbols {
@@ -53,4 +58,60 @@ export function fileCalls(libc: FileCallSymbols, errno: () => number): FileCalls
       if (libc.flock(int32Fd(fd), LOCK_UN) === -1) throw ioError("flock", errno());
     },
   };
+}
+
+/** Opens an io_uring in one runtime, or says why it cannot. */
+export type UringOpener = (entries: number) => { uring?: Uring; reason?: string };
+
+/** The part of {@linkcode Native} that is the same in Bun and Deno. */
+export abstract class PosixNative implements Native {
+  abstract readonly runtime: "bun" | "deno";
+  abstract readonly pageSizeBytes: number;
+  abstract map(fd: number, lengthBytes: number, options: MapOptions): Mapping;
+  readonly #files: FileCalls;
+  readonly #openUring: UringOpener;
+  #uringReason: string | undefined;
+  #uringProbed = false;
+
+  /**
+   * @param libc The loaded libc symbols (`FileCallSymbols` shape for these calls).
+   * @param errno Reads errno right after a failed call.
+   * @param openUring The runtime's io_uring opener.
+   */
+  constructor(libc: FileCallSymbols, errno: () => number, openUring: UringOpener) {
+    this.#files = fileCalls(libc, errno);
+    this.#openUring = openUring;
+  }
+
+  fsync(fd: number): void {
+    this.#files.fsync(fd);
+  }
+
+  fdatasync(fd: number): void {
+    this.#files.fdatasync(fd);
+  }
+
+  allocate(fd: number, offsetBytes: number, lengthBytes: number): void {
+    this.#files.allocate(fd, offsetBytes, lengthBytes);
+  }
+
+  tryLock(fd: number): boolean {
+    return this.#files.tryLock(fd);
+  }
+
+  unlock(fd: number): void {
+    this.#files.unlock(fd);
+  }
+
+  openUring(entries: number): Uring | undefined {
+    const { uring, reason } = this.#openUring(entries);
+    this.#uringProbed = true;
+    this.#uringReason = uring ? undefined : (reason ?? "io_uring is unavailable");
+    return uring;
+  }
+
+  get uringUnavailableReason(): string | undefined {
+    if (!this.#uringProbed) this.openUring(URING_PROBE_ENTRIES)?.close();
+    return this.#uringReason;
+  }
 }
