@@ -52,6 +52,8 @@ export {
   type RaftHardState,
   type SlotRange,
 } from "./src/consensus_log.ts";
+export { AttachedConsensusLog, type AttachedTailOptions } from "./src/consensus_attached.ts";
+export type { ConsensusLogHandle } from "./src/consensus_shared.ts";
 export {
   AlreadyCommittedError,
   BallotError,

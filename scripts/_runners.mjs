@@ -9,7 +9,10 @@ import { fileURLToPath } from "node:url";
 export const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = (name) => join(root, "node_modules", ".bin", name);
 
-/** Permissions the Deno test runs need (unscoped --allow-ffi: a scoped grant breaks pointers). */
+/**
+ * Permissions the Deno test runs need (unscoped --allow-ffi: a scoped grant breaks pointers;
+ * --allow-net only for test/examples_test.ts fetching from the example server on 127.0.0.1).
+ */
 export const denoPermissions = [
   "--allow-ffi",
   "--allow-read",
@@ -17,6 +20,7 @@ export const denoPermissions = [
   "--allow-env",
   "--allow-run",
   "--allow-sys",
+  "--allow-net=127.0.0.1",
 ];
 
 function bunCounts(output) {
@@ -30,7 +34,11 @@ function denoCounts(output) {
   const open = [];
   // A test running over a minute gets "'name' has been running for over (1m0s)" written into the
   // middle of its line; remove the notice so the line still parses.
-  const cleaned = output.replace(/'[^'\n]*' has been running for over \([^)]*\)\n?/g, "");
+  // Likewise Deno's "Check <file>" when a test starts a Worker (it type-checks the module).
+  const cleaned = output
+    .replace(/'[^'\n]*' has been running for over \([^)]*\)\n?/g, "")
+    // deno-lint-ignore no-control-regex -- the colour codes around "Check" are ESC sequences
+    .replace(/(?:\x1b\[[0-9;]*m)*Check [^\n]*\n/g, "");
   for (const line of cleaned.split("\n")) {
     if (/ \.\.\.$/.test(line)) {
       open.push(line);

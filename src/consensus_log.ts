@@ -9,23 +9,42 @@
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_SIZE_BYTES_MAX } from "./constants.ts";
 import type { Device } from "./device.ts";
 import {
-  AlreadyCommittedError,
   BallotError,
   InvalidArgumentError,
+  IoError,
   NotCommittedError,
   RegionFullError,
   SlotNotFoundError,
 } from "./errors.ts";
 import { type Ballot, compareBallots, HardStateStore, type RaftHardState } from "./hard_state.ts";
 import { readIndexCheckpoint, writeIndexCheckpoint } from "./index_checkpoint.ts";
-import { MutableRegion, REGION_ENTRY_HEADER_BYTES } from "./mutable_region.ts";
+import { REGION_ENTRY_HEADER_BYTES } from "./mutable_region.ts";
 import { RecordKind } from "./record_format.ts";
-import { SlotIndex, SlotState } from "./slot_index.ts";
+import { SLOT_COMMITTED, SLOT_EMPTY, wordOffset } from "./slot_index.ts";
 import { type Durability, DurableTail, type TailStats } from "./tail.ts";
+import { fsDevice } from "./fs_device.ts";
 import { checkLogOptions } from "./log_options.ts";
 import { checkBytes, checkIndex, checkSizeOption, runNow } from "./validate.ts";
+import {
+  AcceptResult,
+  checkBallot,
+  CommitRequests,
+  type ConsensusEntry,
+  type ConsensusLogHandle,
+  describeBallot,
+  ENTRY_HEADER_BYTES,
+  entryFromRecord,
+  HANDLE_VERSION,
+  recordSlotAndType,
+  RequestKind,
+  SharedSlots,
+  TYPE_ACCEPTED,
+  TYPE_COMMITTED,
+} from "./consensus_shared.ts";
+import { AttachedConsensusLog } from "./consensus_attached.ts";
 
-export type { Ballot, RaftHardState };
+export type { Ballot, ConsensusEntry, ConsensusLogHandle, RaftHardState };
+export { AttachedConsensusLog };
 
 /** Default mutable region: 64 MiB. */
 export const MUTABLE_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024;
@@ -33,11 +52,6 @@ export const MUTABLE_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024;
 export const CONSENSUS_ENTRY_SIZE_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;
 /** Index checkpoints are rewritten after this many committed bytes (and at close). */
 const INDEX_CHECKPOINT_INTERVAL_BYTES = 64 * 1024 * 1024;
-
-/** Bytes of the per-entry header inside a tail record: slot, round, node, type. */
-const ENTRY_HEADER_BYTES = 24;
-const TYPE_COMMITTED = 1;
-const TYPE_ACCEPTED = 2;
 
 /** Options of {@linkcode ConsensusLog.open}. */
 export interface ConsensusLogOptions {
@@ -59,16 +73,6 @@ export interface ConsensusLogOptions {
   checkpointIntervalBytes?: number;
   /** The storage device (default: the real file system). */
   device?: Device;
-}
-
-/** An entry of a consensus log. */
-export interface ConsensusEntry {
-  readonly slot: number;
-  readonly ballot: Ballot;
-  /** True once the commit is durable. */
-  readonly committed: boolean;
-  /** A copy of the value. */
-  readonly value: Uint8Array;
 }
 
 /** Options of {@linkcode ConsensusLog.committed}. */
@@ -98,23 +102,8 @@ export interface ConsensusLogStats extends TailStats {
   readonly mappedBytes: number;
   /** Bytes of log the last open verified and replayed (what the index checkpoint did not cover). */
   readonly recoveryReplayedBytes: number;
-}
-
-function checkBallot(what: string, ballot: unknown): Ballot {
-  const b = ballot as Ballot;
-  if (typeof b !== "object" || b === null) {
-    throw new InvalidArgumentError(`Cannot ${what}: ballot must be { round, node }`);
-  }
-  checkIndex(what, "ballot.round", b.round);
-  checkIndex(what, "ballot.node", b.node);
-  if (b.node > 0xffff_ffff) {
-    throw new InvalidArgumentError(`Cannot ${what}: ballot.node must be below 2^32, got ${b.node}`);
-  }
-  return { round: b.round, node: b.node };
-}
-
-function describeBallot(b: Ballot): string {
-  return `(${b.round}, ${b.node})`;
+  /** Bytes of shared memory the slot index occupies. */
+  readonly indexBytes: number;
 }
 
 /**
@@ -132,34 +121,36 @@ function describeBallot(b: Ballot): string {
  */
 export class ConsensusLog {
   #tail: DurableTail;
-  #region: MutableRegion;
-  #index: SlotIndex;
+  #slots: SharedSlots;
   #hard: HardStateStore;
   #durableAccepts: boolean;
   #entrySizeBytesMax: number;
   #promisedPending: Ballot | undefined;
   #header = new Uint8Array(ENTRY_HEADER_BYTES);
   #headerView = new DataView(this.#header.buffer);
-  #movedFrom = -1;
-  #movedTo = -1;
+  /** Latest journal record of each accepted slot (durable accepts): kept by truncation. */
+  #journaled = new Map<number, number>();
   #indexCheckpointAddress: number;
   #indexCheckpointRunning = false;
   #recoveryReplayedBytes = 0;
-  #onMove = (slot: number, from: number, to: number) => {
-    this.#index.set(slot, SlotState.accepted, to);
-    if (from === this.#movedFrom) this.#movedTo = to;
-  };
+  #requests: CommitRequests | undefined;
+  #serving: Promise<void> | undefined;
+  #handle: ConsensusLogHandle | undefined;
+  #closing = false;
+  /** Settles when the last commit call has marked its slots committed. */
+  #converted: Promise<void> = Promise.resolve();
+  /** Workers' requests being carried out (close waits for them). */
+  #inFlight = new Set<Promise<void>>();
 
   private constructor(
     tail: DurableTail,
-    region: MutableRegion,
+    slots: SharedSlots,
     hard: HardStateStore,
     durableAccepts: boolean,
     entrySizeBytesMax: number,
   ) {
     this.#tail = tail;
-    this.#region = region;
-    this.#index = new SlotIndex();
+    this.#slots = slots;
     this.#hard = hard;
     this.#durableAccepts = durableAccepts;
     this.#entrySizeBytesMax = entrySizeBytesMax;
@@ -187,8 +178,12 @@ export class ConsensusLog {
         64 * 1024,
         SEGMENT_SIZE_BYTES_MAX,
       ) & ~7;
+      if (options.durableAccepts !== undefined && typeof options.durableAccepts !== "boolean") {
+        throw new InvalidArgumentError(`Cannot ${what}: durableAccepts must be a boolean`);
+      }
+      const slots = new SharedSlots(mutableSizeBytes);
       const entryLimit = Math.min(
-        mutableSizeBytes - REGION_ENTRY_HEADER_BYTES - 8,
+        slots.region.capacityBytes - REGION_ENTRY_HEADER_BYTES,
         common.segmentSizeBytes - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES - ENTRY_HEADER_BYTES,
       );
       const entrySizeBytesMax = checkSizeOption(
@@ -199,21 +194,21 @@ export class ConsensusLog {
         0,
         entryLimit,
       );
-      if (options.durableAccepts !== undefined && typeof options.durableAccepts !== "boolean") {
-        throw new InvalidArgumentError(`Cannot ${what}: durableAccepts must be a boolean`);
-      }
       const durability = common.durability;
       const tail = DurableTail.open(common);
       try {
         const hard = HardStateStore.open(tail.device, tail.dir, tail.logId, durability !== "none");
         const log = new ConsensusLog(
           tail,
-          new MutableRegion(mutableSizeBytes),
+          slots,
           hard,
           options.durableAccepts ?? false,
           entrySizeBytesMax,
         );
         log.#recover();
+        const promised = hard.state.promised;
+        if (promised) slots.control.setPromise(promised);
+        log.#publishCommits();
         return log;
       } catch (error) {
         return tail.close().then(() => Promise.reject(error), () => Promise.reject(error));
@@ -221,34 +216,59 @@ export class ConsensusLog {
     });
   }
 
+  /**
+   * Attaches to a log shared by {@linkcode ConsensusLog.share} from another thread (inside a
+   * Worker): accepts and reads go straight to shared memory and this thread's own mappings of
+   * the segment files; commits are carried out by the owner's group commit.
+   *
+   * @throws {InvalidArgumentError} `handle` is not a handle of this version.
+   */
+  static attach(handle: ConsensusLogHandle): AttachedConsensusLog {
+    return new AttachedConsensusLog(handle);
+  }
+
+  /** Keeps the shared control's view of the durable range current after every commit. */
+  #publishCommits(): void {
+    const tail = this.#tail;
+    const publish = () => {
+      this.#slots.control.publishCommit(tail.beginAddress, tail.committedUntilAddress);
+      if (!tail.closed) tail.onNextCommit(publish);
+    };
+    publish();
+  }
+
   // ---- recovery ----------------------------------------------------------------------------
 
   #recover(): void {
     const tail = this.#tail;
     const below = this.#hard.state.truncatedBelowSlot;
+    const index = this.#slots.index;
     let start = tail.beginAddress;
-    const checkpoint = readIndexCheckpoint(tail.device, tail.dir, tail.logId);
-    if (
-      checkpoint && checkpoint.coveredAddress <= tail.committedUntilAddress &&
-      checkpoint.coveredAddress >= tail.beginAddress
-    ) {
-      const entries = checkpoint.entries;
-      // Sized up front: growing from the minimum would rehash about log2(count / 4096) times.
-      this.#index = new SlotIndex(entries.length * 2);
-      for (let i = 0; i < entries.length; i += 2) {
-        const slot = entries[i];
-        const stored = entries[i + 1];
-        const address = stored < 0 ? -stored - 1 : stored;
-        if (slot < below || address < tail.beginAddress) continue;
-        // A committed entry needs only its address: its record is verified when first read.
-        if (stored >= 0) this.#index.set(slot, SlotState.committed, address);
-        else this.#replay(address);
+    this.#slots.epochs.enter();
+    try {
+      const checkpoint = readIndexCheckpoint(tail.device, tail.dir, tail.logId);
+      if (
+        checkpoint && checkpoint.coveredAddress <= tail.committedUntilAddress &&
+        checkpoint.coveredAddress >= tail.beginAddress
+      ) {
+        const entries = checkpoint.entries;
+        for (let i = 0; i < entries.length; i += 2) {
+          const slot = entries[i];
+          const stored = entries[i + 1];
+          const address = stored < 0 ? -stored - 1 : stored;
+          if (slot < below || address < tail.beginAddress) continue;
+          // A committed entry needs only its address: its record is verified when first read.
+          if (stored >= 0) index.setCommitted(slot, address);
+          else this.#replay(address);
+        }
+        start = checkpoint.coveredAddress;
+        this.#indexCheckpointAddress = start;
       }
-      start = checkpoint.coveredAddress;
-      this.#indexCheckpointAddress = start;
-    }
-    for (const record of tail.records(start, tail.committedUntilAddress)) {
-      this.#replay(record.address, record.payload);
+      for (const record of tail.records(start, tail.committedUntilAddress)) {
+        this.#replay(record.address, record.payload);
+      }
+    } finally {
+      this.#slots.epochs.exit();
     }
     this.#recoveryReplayedBytes = tail.committedUntilAddress - start;
   }
@@ -258,53 +278,36 @@ export class ConsensusLog {
     if (payload === undefined) {
       payload = this.#tail.recordExpectedAt(address).payload;
     }
-    const view = new DataView(payload.buffer, payload.byteOffset, ENTRY_HEADER_BYTES);
-    const slot = view.getFloat64(0, true);
+    const { slot, type } = recordSlotAndType(payload);
     if (slot < this.#hard.state.truncatedBelowSlot) return;
-    const type = view.getUint32(20, true);
-    const position = this.#index.find(slot);
-    const state = position < 0 ? SlotState.empty : this.#index.stateAt(position);
+    const { index, region } = this.#slots;
     if (type === TYPE_COMMITTED) {
-      if (state === SlotState.accepted) this.#region.free(this.#index.locationAt(position));
-      this.#index.set(slot, SlotState.committed, address);
+      const previous = index.setCommitted(slot, address);
+      if (previous >= 2) region.free(wordOffset(previous));
+      this.#journaled.delete(slot);
       return;
     }
-    if (state === SlotState.committed) return;
-    const ballot = { round: view.getFloat64(8, true), node: view.getUint32(16, true) };
-    if (state === SlotState.accepted) {
-      const held = this.#index.locationAt(position);
-      const heldBallot = { round: this.#region.roundAt(held), node: this.#region.nodeAt(held) };
-      if (compareBallots(ballot, heldBallot) < 0) return;
+    const word = index.wordOf(slot);
+    if (word === SLOT_COMMITTED) return;
+    const entry = entryFromRecord(payload, false);
+    if (word !== SLOT_EMPTY) {
+      const held = wordOffset(word);
+      const heldBallot = { round: region.roundAt(held), node: region.nodeAt(held) };
+      if (compareBallots(entry.ballot, heldBallot) < 0) return;
     }
-    this.#store(slot, ballot, payload.subarray(ENTRY_HEADER_BYTES), address, true);
+    const result = this.#slots.accept("restore", slot, entry.ballot, entry.value, false);
+    if (result === AcceptResult.full) {
+      throw new RegionFullError(
+        `Cannot restore accepted slot ${slot}: mutableSizeBytes ${region.capacityBytes} is too small for the journaled accepts`,
+      );
+    }
+    this.#journaled.set(slot, address);
   }
 
   // ---- accept ------------------------------------------------------------------------------
 
   #checkSlot(what: string, slot: unknown): number {
     return checkIndex(what, "slot", slot);
-  }
-
-  /** Puts an entry into the region, replacing the slot's previous one; false when full. */
-  #store(slot: number, ballot: Ballot, value: Uint8Array, journal: number, mustFit: boolean) {
-    const position = this.#index.find(slot);
-    this.#movedFrom = position >= 0 && this.#index.stateAt(position) === SlotState.accepted
-      ? this.#index.locationAt(position)
-      : -1;
-    this.#movedTo = this.#movedFrom;
-    const offset = this.#region.put(slot, ballot.round, ballot.node, value, journal, this.#onMove);
-    if (offset < 0) {
-      if (mustFit) {
-        throw new RegionFullError(
-          `Cannot restore accepted slot ${slot}: mutableSizeBytes ${this.#region.capacityBytes} is too small for the journaled accepts`,
-        );
-      }
-      return false;
-    }
-    this.#index.set(slot, SlotState.accepted, offset);
-    if (this.#movedTo >= 0) this.#region.free(this.#movedTo);
-    this.#movedFrom = this.#movedTo = -1;
-    return true;
   }
 
   #accept(
@@ -317,44 +320,13 @@ export class ConsensusLog {
     const b = checkBallot(what, ballot);
     checkBytes(what, "value", value, this.#entrySizeBytesMax);
     this.#tail.assertWritable(what);
-    // A decided slot says so first: the proposer should learn the committed value.
-    const position = this.#index.find(slot);
-    if (position >= 0 && this.#index.stateAt(position) === SlotState.committed) {
-      throw new AlreadyCommittedError(slot, what);
-    }
-    const promised = this.#effectivePromise();
-    if (promised && compareBallots(b, promised) < 0) {
-      throw new BallotError(
-        `Cannot ${what} slot ${slot}: ballot ${describeBallot(b)} is lower than the promised ${
-          describeBallot(promised)
-        }`,
-      );
-    }
-    if (position >= 0) {
-      const held = this.#index.locationAt(position);
-      const heldBallot = { round: this.#region.roundAt(held), node: this.#region.nodeAt(held) };
-      if (compareBallots(b, heldBallot) < 0) {
-        throw new BallotError(
-          `Cannot ${what} slot ${slot}: ballot ${describeBallot(b)} is lower than the accepted ${
-            describeBallot(heldBallot)
-          }`,
-        );
-      }
-    }
-    if (!this.#region.fits(value.length)) return false;
-    let journal = -1;
     if (this.#durableAccepts) {
       // Create any segment the journal record needs first: the only step that can fail cleanly.
       this.#tail.prepareOne(ENTRY_HEADER_BYTES + value.length);
-      journal = this.#tail.tailAddress;
     }
-    if (!this.#store(slot, b, value, journal, false)) return false;
+    if (this.#slots.accept(what, slot, b, value) === AcceptResult.full) return false;
     if (!this.#durableAccepts) return true;
-    const address = this.#appendRecord(TYPE_ACCEPTED, slot, b, value);
-    if (address !== journal) {
-      // A roll-over moved it: the region entry must name the record's real address.
-      this.#store(slot, b, value, address, true);
-    }
+    this.#journaled.set(slot, this.#appendRecord(TYPE_ACCEPTED, slot, b, value));
     return this.#tail.commit().then(() => {});
   }
 
@@ -366,14 +338,6 @@ export class ConsensusLog {
     view.setUint32(20, type, true);
     const length = ENTRY_HEADER_BYTES + value.length;
     return this.#tail.append(RecordKind.entry, [this.#header, value], length);
-  }
-
-  #effectivePromise(): Ballot | undefined {
-    const durable = this.#hard.state.promised;
-    const pending = this.#promisedPending;
-    if (!durable) return pending;
-    if (!pending) return durable;
-    return compareBallots(durable, pending) >= 0 ? durable : pending;
   }
 
   /**
@@ -388,11 +352,7 @@ export class ConsensusLog {
    */
   accept(slot: number, ballot: Ballot, value: Uint8Array): Promise<void> | undefined {
     const result = this.#accept("accept", slot, ballot, value);
-    if (result === false) {
-      throw new RegionFullError(
-        `Cannot accept slot ${slot}: the mutable region holds ${this.#region.liveBytes} of ${this.#region.capacityBytes} bytes, no room for ${value.length} more`,
-      );
-    }
+    if (result === false) throw this.#slots.fullError(slot, value.length);
     return result === true ? undefined : result;
   }
 
@@ -407,24 +367,6 @@ export class ConsensusLog {
 
   // ---- commit ------------------------------------------------------------------------------
 
-  /** Moves an accepted slot to the tail; returns false if it was already committed. */
-  #moveToTail(slot: number): void {
-    const position = this.#index.find(slot);
-    if (this.#index.stateAt(position) === SlotState.committed) return;
-    const offset = this.#index.locationAt(position);
-    const region = this.#region;
-    const ballot = { round: region.roundAt(offset), node: region.nodeAt(offset) };
-    const address = this.#appendRecord(TYPE_COMMITTED, slot, ballot, region.valueAt(offset));
-    this.#index.set(slot, SlotState.committed, address);
-    region.free(offset);
-  }
-
-  #checkCommittable(what: string, slot: unknown): number {
-    const s = this.#checkSlot(what, slot);
-    if (this.#index.find(s) < 0) throw new SlotNotFoundError(s, what);
-    return s;
-  }
-
   /**
    * Commits `slot`: moves its accepted entry to the durable tail, where it can never change.
    * Resolves once durable; concurrent commits share one sync. Committing a committed slot
@@ -435,11 +377,7 @@ export class ConsensusLog {
   commit(slot: number): Promise<void> {
     return runNow(() => {
       this.#tail.assertWritable("commit");
-      const s = this.#checkCommittable("commit", slot);
-      const lengths = this.#pendingLengths([s]);
-      this.#tail.prepare(lengths);
-      this.#moveToTail(s);
-      return this.#commitTail();
+      return this.#commitSlots([this.#checkSlot("commit", slot)], false);
     });
   }
 
@@ -452,23 +390,81 @@ export class ConsensusLog {
         );
       }
       this.#tail.assertWritable("commit");
-      const checked = slots.map((slot) => this.#checkCommittable("commit", slot));
-      this.#tail.prepare(this.#pendingLengths(checked));
-      for (const slot of checked) this.#moveToTail(slot);
-      return this.#commitTail();
+      return this.#commitSlots(slots.map((slot) => this.#checkSlot("commit", slot)), false);
     });
   }
 
-  #pendingLengths(slots: readonly number[]): number[] {
-    const lengths: number[] = [];
-    for (const slot of slots) {
-      const position = this.#index.find(slot);
-      if (this.#index.stateAt(position) !== SlotState.accepted) continue;
-      lengths.push(
-        ENTRY_HEADER_BYTES + this.#region.valueAt(this.#index.locationAt(position)).length,
+  /**
+   * Freezes each accepted slot (so no thread can replace it), appends its commit record, waits
+   * for the group commit, and only then marks it committed: a committed word always means
+   * durable, in every thread. `lenient` skips empty slots (requests from Workers).
+   */
+  async #commitSlots(slots: readonly number[], lenient: boolean): Promise<void> {
+    const { index, region, epochs } = this.#slots;
+    const frozen: Array<{ slot: number; position: number; offset: number; address: number }> = [];
+    epochs.enter();
+    try {
+      if (!lenient) {
+        for (const slot of slots) {
+          if (index.wordOf(slot) === SLOT_EMPTY) throw new SlotNotFoundError(slot, "commit");
+        }
+      }
+      const words = index.words;
+      for (const slot of slots) {
+        const position = index.position(slot, false);
+        if (position < 0) continue;
+        let word = Atomics.load(words, position);
+        // Workers may replace the entry until the swap succeeds; the newest one is committed.
+        while (word >= 2) {
+          const found = Atomics.compareExchange(words, position, word, -word);
+          if (found === word) {
+            frozen.push({ slot, position, offset: wordOffset(word), address: -1 });
+            break;
+          }
+          word = found;
+        }
+      }
+      const lengths = frozen.map(({ offset }) =>
+        ENTRY_HEADER_BYTES + region.valueAt(offset).length
       );
+      try {
+        this.#tail.prepare(lengths);
+      } catch (error) {
+        for (const { position, offset } of frozen) {
+          Atomics.store(words, position, 2 + offset / 8);
+        }
+        throw error;
+      }
+      for (const entry of frozen) {
+        const offset = entry.offset;
+        const ballot = { round: region.roundAt(offset), node: region.nodeAt(offset) };
+        entry.address = this.#appendRecord(
+          TYPE_COMMITTED,
+          entry.slot,
+          ballot,
+          region.valueAt(offset),
+        );
+      }
+    } finally {
+      epochs.exit();
     }
-    return lengths;
+    // Conversions happen in call order: a slot frozen by an earlier call is committed before a
+    // later call that found it frozen resolves.
+    const previous = this.#converted;
+    let converted!: () => void;
+    this.#converted = new Promise((resolve) => (converted = resolve));
+    try {
+      await this.#commitTail();
+      await previous;
+      for (const { slot, position, offset, address } of frozen) {
+        index.setAddressAt(position, address);
+        Atomics.store(index.words, position, SLOT_COMMITTED);
+        region.free(offset);
+        this.#journaled.delete(slot);
+      }
+    } finally {
+      converted();
+    }
   }
 
   async #commitTail(): Promise<void> {
@@ -489,13 +485,20 @@ export class ConsensusLog {
   async #writeIndexCheckpoint(): Promise<void> {
     const covered = this.#tail.committedUntilAddress;
     const pairs: number[] = [];
-    this.#index.forEach((slot, state, location) => {
-      if (state === SlotState.committed && location < covered) pairs.push(slot, location);
-      else if (state === SlotState.accepted) {
-        const journal = this.#region.journalAt(location);
-        if (journal >= 0 && journal < covered) pairs.push(slot, -journal - 1);
-      }
-    });
+    const index = this.#slots.index;
+    this.#slots.epochs.enter();
+    try {
+      index.forEach((slot, word, position) => {
+        if (word !== SLOT_COMMITTED) return;
+        const address = index.addressAt(position);
+        if (address < covered) pairs.push(slot, address);
+      });
+    } finally {
+      this.#slots.epochs.exit();
+    }
+    for (const [slot, journal] of this.#journaled) {
+      if (journal < covered) pairs.push(slot, -journal - 1);
+    }
     const tail = this.#tail;
     await writeIndexCheckpoint(
       tail.device,
@@ -508,36 +511,105 @@ export class ConsensusLog {
     this.#indexCheckpointAddress = covered;
   }
 
+  // ---- sharing with Workers ----------------------------------------------------------------
+
+  /**
+   * A handle for {@linkcode ConsensusLog.attach} in a Worker: shared buffers and the log's fixed
+   * facts, structured-cloneable (`worker.postMessage(handle)`). From the first call on, this log
+   * serves commits (and journaled accepts) that attached Workers request. Only logs on the real
+   * file system can be shared.
+   *
+   * @throws {InvalidArgumentError} The log runs on a test device.
+   */
+  share(): ConsensusLogHandle {
+    this.#tail.assertWritable("share");
+    if (this.#tail.device !== fsDevice) {
+      throw new InvalidArgumentError(
+        `Cannot share a log on the ${this.#tail.device.name} device: Workers map the real files`,
+      );
+    }
+    if (this.#handle) return this.#handle;
+    const requests = new CommitRequests();
+    this.#requests = requests;
+    const { index, region, control, epochBuffer } = this.#slots;
+    this.#handle = {
+      kind: "hybridlog/consensus-log",
+      version: HANDLE_VERSION,
+      dir: this.#tail.dir,
+      logId: this.#tail.logId,
+      segmentSizeBytes: this.#tail.segmentSizeBytes,
+      entrySizeBytesMax: this.#entrySizeBytesMax,
+      durableAccepts: this.#durableAccepts,
+      regionCapacityBytes: region.capacityBytes,
+      region: region.buffers,
+      index: index.buffer,
+      epochs: epochBuffer,
+      control: control.buffer,
+      requests: requests.buffer,
+    };
+    this.#serving = this.#serve(requests);
+    return this.#handle;
+  }
+
+  /** Carries out Workers' requests until the log closes. */
+  async #serve(requests: CommitRequests): Promise<void> {
+    while (!this.#closing && !this.#tail.closed) {
+      const seen = requests.doorbell;
+      this.#serveOnce(requests);
+      // The timeout only bounds the damage of a lost wake-up; rings normally wake it at once.
+      await requests.waitDoorbell(seen, 1000);
+    }
+  }
+
+  #serveOnce(requests: CommitRequests): Promise<void> | undefined {
+    const commits: number[] = [];
+    const journals: number[] = [];
+    const ticket = requests.drain((kind, slot) => {
+      (kind === RequestKind.commit ? commits : journals).push(slot);
+    });
+    if (ticket < 0) return undefined;
+    const work = runNow(() => {
+      for (const slot of journals) this.#journalHeld(slot);
+      return this.#commitSlots(commits, true);
+    });
+    const done = work.then(
+      () => requests.markDone(ticket),
+      (error) => this.#slots.control.poison(error),
+    ).finally(() => this.#inFlight.delete(done));
+    this.#inFlight.add(done);
+    return done;
+  }
+
+  /**
+   * Journals what `slot` holds now, for a Worker's durable accept. The holder's ballot is at
+   * least the one the Worker accepted (ballots only rise), so a crash after the sync leaves the
+   * acceptor having accepted that ballot or a higher one: what Paxos asks of it.
+   */
+  #journalHeld(slot: number): void {
+    const { index, region, epochs } = this.#slots;
+    epochs.enter();
+    try {
+      const word = index.wordOf(slot);
+      if (word < 2) return; // committed, frozen for commit, or truncated: nothing to journal
+      const offset = wordOffset(word);
+      const value = region.valueAt(offset);
+      this.#tail.prepareOne(ENTRY_HEADER_BYTES + value.length);
+      const ballot = { round: region.roundAt(offset), node: region.nodeAt(offset) };
+      this.#journaled.set(slot, this.#appendRecord(TYPE_ACCEPTED, slot, ballot, value));
+    } finally {
+      epochs.exit();
+    }
+  }
+
   // ---- reads -------------------------------------------------------------------------------
 
-  #entryAt(slot: number, position: number): ConsensusEntry {
-    if (this.#index.stateAt(position) === SlotState.accepted) {
-      const offset = this.#index.locationAt(position);
-      const region = this.#region;
-      return {
-        slot,
-        ballot: { round: region.roundAt(offset), node: region.nodeAt(offset) },
-        committed: false,
-        value: region.valueAt(offset).slice(),
-      };
-    }
-    const address = this.#index.locationAt(position);
-    const payload = this.#tail.recordExpectedAt(address).payload;
-    const view = new DataView(payload.buffer, payload.byteOffset, ENTRY_HEADER_BYTES);
-    return {
-      slot,
-      ballot: { round: view.getFloat64(8, true), node: view.getUint32(16, true) },
-      committed: address < this.#tail.committedUntilAddress,
-      value: payload.slice(ENTRY_HEADER_BYTES),
-    };
-  }
+  #readRecord = (address: number): Uint8Array => this.#tail.recordExpectedAt(address).payload;
 
   /** The entry of `slot`, committed or only accepted, or `undefined` if never written. */
   read(slot: number): ConsensusEntry | undefined {
     this.#checkSlot("read", slot);
     this.#tail.assertOpen("read");
-    const position = this.#index.find(slot);
-    return position < 0 ? undefined : this.#entryAt(slot, position);
+    return this.#slots.read(slot, this.#readRecord);
   }
 
   /**
@@ -554,12 +626,7 @@ export class ConsensusLog {
   /** Every entry still in the mutable region, in accept order (Paxos phase-1 recovery). */
   *uncommitted(): Generator<ConsensusEntry> {
     this.#tail.assertOpen("list uncommitted entries");
-    for (const offset of this.#region.offsets()) {
-      const slot = this.#region.slotAt(offset);
-      const position = this.#index.find(slot);
-      if (position < 0 || this.#index.locationAt(position) !== offset) continue;
-      yield this.#entryAt(slot, position);
-    }
+    yield* this.#slots.uncommitted();
   }
 
   /** Durably committed entries with `from <= slot < to`, in slot order. */
@@ -571,17 +638,19 @@ export class ConsensusLog {
     const to = range.to === undefined
       ? Infinity
       : this.#checkSlot("list committed entries", range.to);
-    const durable = this.#tail.committedUntilAddress;
     const slots: number[] = [];
-    this.#index.forEach((slot, state, location) => {
-      if (state === SlotState.committed && slot >= from && slot < to && location < durable) {
-        slots.push(slot);
-      }
-    });
-    slots.sort((a, b) => a - b);
+    this.#slots.epochs.enter();
+    try {
+      // forEach walks in slot order already.
+      this.#slots.index.forEach((slot, word) => {
+        if (word === SLOT_COMMITTED && slot >= from && slot < to) slots.push(slot);
+      });
+    } finally {
+      this.#slots.epochs.exit();
+    }
     for (const slot of slots) {
-      const position = this.#index.find(slot);
-      if (position >= 0) yield this.#entryAt(slot, position);
+      const entry = this.#slots.read(slot, this.#readRecord);
+      if (entry?.committed) yield entry;
     }
   }
 
@@ -598,20 +667,8 @@ export class ConsensusLog {
     while (!signal?.aborted && !tail.closed) {
       const until = tail.committedUntilAddress;
       for (const record of tail.records(cursor, until)) {
-        const view = new DataView(
-          record.payload.buffer,
-          record.payload.byteOffset,
-          ENTRY_HEADER_BYTES,
-        );
-        const slot = view.getFloat64(0, true);
-        if (view.getUint32(20, true) === TYPE_COMMITTED && slot >= from) {
-          yield {
-            slot,
-            ballot: { round: view.getFloat64(8, true), node: view.getUint32(16, true) },
-            committed: true,
-            value: record.payload.slice(ENTRY_HEADER_BYTES),
-          };
-        }
+        const { slot, type } = recordSlotAndType(record.payload);
+        if (type === TYPE_COMMITTED && slot >= from) yield entryFromRecord(record.payload, true);
         cursor = record.nextAddress;
         if (signal?.aborted || tail.closed) return;
       }
@@ -631,9 +688,18 @@ export class ConsensusLog {
     return this.#hard.state.promised;
   }
 
+  #effectivePromise(): Ballot | undefined {
+    const durable = this.#hard.state.promised;
+    const pending = this.#promisedPending;
+    if (!durable) return pending;
+    if (!pending) return durable;
+    return compareBallots(durable, pending) >= 0 ? durable : pending;
+  }
+
   /**
-   * Promises `ballot` (Paxos phase 1): from the call on, accepts below it are refused; resolves
-   * once the promise is durable. Promising the current ballot again resolves.
+   * Promises `ballot` (Paxos phase 1): from the call on, accepts below it are refused, in every
+   * attached Worker too; resolves once the promise is durable and no accept that began before
+   * it is still running in any thread.
    *
    * @throws {BallotError} `ballot` is lower than the current promise.
    */
@@ -648,10 +714,12 @@ export class ConsensusLog {
         );
       }
       this.#promisedPending = b;
+      this.#slots.control.setPromise(b);
       await this.#hard.update((state) => {
         if (state.promised && compareBallots(b, state.promised) <= 0) return undefined;
         return { promised: b };
       });
+      await this.#slots.epochs.drain();
     });
   }
 
@@ -696,7 +764,8 @@ export class ConsensusLog {
 
   /**
    * Drops committed entries with a slot below `slot` (after a snapshot covering them) and frees
-   * whole segments on disk; `slot` itself is kept. Durable when it resolves.
+   * whole segments on disk; `slot` itself is kept. Durable when it resolves. Workers reading a
+   * dropped slot meanwhile get `undefined`, never freed memory.
    */
   truncatePrefix(slot: number): Promise<void> {
     return runNow(async () => {
@@ -705,20 +774,29 @@ export class ConsensusLog {
       await this.#hard.update((state) =>
         s > state.truncatedBelowSlot ? { truncatedBelowSlot: s } : undefined
       );
-      const drop: number[] = [];
+      const { index, region, epochs } = this.#slots;
       let keepFrom = this.#tail.committedUntilAddress;
-      this.#index.forEach((entrySlot, state, location) => {
-        if (state === SlotState.committed) {
-          if (entrySlot < s) drop.push(entrySlot);
-          else keepFrom = Math.min(keepFrom, location);
-        } else {
-          const journal = this.#region.journalAt(location);
-          if (journal >= 0) keepFrom = Math.min(keepFrom, journal);
-        }
-      });
-      for (const dropped of drop) this.#index.delete(dropped);
+      epochs.enter();
+      try {
+        index.forEach((entrySlot, word, position) => {
+          if (word !== SLOT_COMMITTED) return;
+          if (entrySlot < s) Atomics.store(index.words, position, SLOT_EMPTY);
+          else keepFrom = Math.min(keepFrom, index.addressAt(position));
+        });
+      } finally {
+        epochs.exit();
+      }
+      for (const journal of this.#journaled.values()) keepFrom = Math.min(keepFrom, journal);
       this.#tail.truncateUntil(keepFrom);
+      // Workers learn the new begin before any segment file below it is removed.
+      this.#slots.control.publishCommit(this.#tail.beginAddress, this.#tail.committedUntilAddress);
       await this.#tail.commit();
+      // Index leaves left empty are recycled once no thread can still be reading them.
+      const leaves = index.unlinkBelow(s);
+      if (leaves.length) {
+        await epochs.drain();
+        index.recycle(leaves, (word) => region.free(wordOffset(word)));
+      }
     });
   }
 
@@ -733,37 +811,56 @@ export class ConsensusLog {
   stats(): ConsensusLogStats {
     let acceptedCount = 0;
     let committedCount = 0;
-    this.#index.forEach((_slot, state) => {
-      if (state === SlotState.accepted) acceptedCount++;
-      else committedCount++;
-    });
+    const { index, region, epochs } = this.#slots;
+    epochs.enter();
+    try {
+      index.forEach((_slot, word) => {
+        if (word === SLOT_COMMITTED) committedCount++;
+        else acceptedCount++;
+      });
+    } finally {
+      epochs.exit();
+    }
     return {
       ...this.#tail.stats(),
       acceptedCount,
       committedCount,
-      regionLiveBytes: this.#region.liveBytes,
-      regionUsedBytes: this.#region.usedBytes,
-      regionCapacityBytes: this.#region.capacityBytes,
+      regionLiveBytes: region.liveBytes,
+      regionUsedBytes: region.usedBytes,
+      regionCapacityBytes: region.capacityBytes,
       committedUntilAddress: this.#tail.committedUntilAddress,
       mappedBytes: this.#tail.mappedBytes,
       recoveryReplayedBytes: this.#recoveryReplayedBytes,
+      indexBytes: index.sizeBytes,
     };
   }
 
   /**
-   * Commits pending tail writes, writes the index checkpoint (so the next open verifies nothing),
-   * and closes. Accepted entries that were not journaled are forgotten (see `durableAccepts`).
+   * Carries out the Workers' last requests, commits pending tail writes, writes the index
+   * checkpoint (so the next open verifies nothing), and closes; attached Workers then get
+   * `ClosedError`. Accepted entries that were not journaled are forgotten (see `durableAccepts`).
    */
   async close(): Promise<void> {
-    if (this.#tail.closed) return;
+    if (this.#tail.closed || this.#closing) return;
+    this.#closing = true;
+    const requests = this.#requests;
     try {
+      if (requests) {
+        requests.ring();
+        await this.#serving;
+        this.#serveOnce(requests);
+        await Promise.all(this.#inFlight);
+      }
       await this.#tail.commit();
       if (this.#indexCheckpointAddress !== this.#tail.committedUntilAddress) {
         await this.#writeIndexCheckpoint();
       }
-    } catch {
+    } catch (error) {
       // A failing disk must not keep the log open; the tail's close reports what failed.
+      if (error instanceof IoError) this.#slots.control.poison(error);
     }
+    this.#slots.control.markClosed();
+    this.#slots.detach();
     await this.#hard.close();
     await this.#tail.close();
   }

@@ -1,45 +1,65 @@
 /**
- * The mutable region: a ring of bytes in a `SharedArrayBuffer` holding accepted, uncommitted
- * entries. Writers reserve space (advancing the tail), write the entry, then publish it by storing
- * its state with `Atomics.store`; a reader checks the state first, so it never sees a half-written
- * entry. Space is reclaimed from the head as entries are freed (committed or superseded); when
- * free space is fragmented, live entries are compacted to the start. A region whose live entries
- * leave no room is full: backpressure, never loss.
+ * The mutable region: accepted, uncommitted entries in a `SharedArrayBuffer` that the owner and
+ * every attached Worker allocate from at once, without locks.
  *
- * Entry layout (8-byte aligned):
+ * The region is cut into equal chunks. A thread claims a free chunk with a compare-and-swap and
+ * then bump-allocates its entries in it alone, so concurrent accepts never contend on a shared
+ * tail. Each chunk counts its live bytes (plus one while a thread still allocates in it); the
+ * thread whose free brings a sealed chunk to zero retires it at a new epoch, and the chunk is
+ * claimed again only when no thread can still be reading it ({@linkcode EpochTable}). An entry
+ * larger than a chunk takes a run of consecutive free chunks. When no chunk is free but live
+ * entries would fit, the claiming thread compacts: it copies the live entries of the emptiest
+ * chunks into its own chunk and moves each slot word to the copy with a compare-and-swap
+ * (`onMove`), so a racing accept or commit simply wins and the copy is dropped. A region whose
+ * live entries leave no room is full: backpressure, never loss.
  *
- * | offset | size | field                                                   |
- * |-------:|-----:|---------------------------------------------------------|
- * |      0 |    4 | state: 0 writing, 1 published, 2 freed, 3 wrap padding  |
- * |      4 |    4 | total entry size in bytes                               |
- * |      8 |    8 | slot (float64)                                          |
- * |     16 |    8 | ballot round (float64)                                  |
- * |     24 |    4 | ballot node                                             |
- * |     28 |    4 | value length                                            |
- * |     32 |    8 | address of its durable-accept journal record, or -1     |
- * |     40 |    … | value                                                   |
+ * Entry layout (8-byte aligned, written before the slot word that publishes it):
+ *
+ * | offset | size | field                                   |
+ * |-------:|-----:|-----------------------------------------|
+ * |      0 |    4 | state: 1 live, 2 freed                  |
+ * |      4 |    4 | total entry size in bytes               |
+ * |      8 |    8 | slot (float64)                          |
+ * |     16 |    8 | ballot round (float64)                  |
+ * |     24 |    4 | ballot node                             |
+ * |     28 |    4 | value length                            |
+ * |     32 |    8 | accept sequence number (accept order)   |
+ * |     40 |    … | value                                   |
  *
  * @module
  */
+import type { EpochTable } from "./epoch.ts";
 
-const STATE_WRITING = 0;
-const STATE_PUBLISHED = 1;
-const STATE_FREED = 2;
-const STATE_WRAP = 3;
+const ENTRY_LIVE = 1;
+const ENTRY_FREED = 2;
+
+const CHUNK_FREE = 0;
+const CHUNK_OPEN = 1; // a thread allocates in it
+const CHUNK_SEALED = 2;
+const CHUNK_RETIRED = 3; // empty, waiting for the epoch it retired at
+const CHUNK_PART = 4; // a later chunk of a multi-chunk entry
+const CHUNK_COMPACTING = 5;
 
 /** Bytes of an entry header in the region. */
 export const REGION_ENTRY_HEADER_BYTES = 40;
 
-// Control words (Int32Array over their own SharedArrayBuffer).
-const HEAD = 0;
-const TAIL = 1;
-const USED = 2; // bytes between head and tail, wrap padding included
-const LIVE = 3; // bytes of published or writing entries
-const CONTROL_WORDS = 4;
+// Control words (Int32Array over their own SharedArrayBuffer); per-chunk arrays follow.
+const LIVE = 0; // bytes of live entries
+const SEQUENCE = 1; // accepts so far, low 32 bits
+const SEQUENCE_HIGH = 2;
+const CLAIM_HINT = 3;
+const CONTROL_FIXED_WORDS = 4;
+const CHUNK_FIELDS = 5; // state, live, retire epoch, run length, fill
 
 /** Total bytes an entry with `valueBytes` occupies in the region. */
 export function regionEntrySize(valueBytes: number): number {
   return (REGION_ENTRY_HEADER_BYTES + valueBytes + 7) & ~7;
+}
+
+/** Chunk size for a region of `capacityBytes`: about 1/16 of it, 8 KiB to 1 MiB. */
+function chunkBytesFor(capacityBytes: number): number {
+  const target = 2 ** Math.floor(Math.log2(capacityBytes / 16));
+  return Math.min(1024 * 1024, Math.max(8 * 1024, target));
 }
 
 /** The buffers of a region, structured-cloneable for a Worker. */
@@ -48,28 +68,41 @@ export interface RegionBuffers {
   control: SharedArrayBuffer;
 }
 
-/** An entry moved by compaction. */
-export type MoveListener = (slot: number, from: number, to: number) => void;
+/** Moves slot `slot`'s word from the entry at `from` to its copy at `to`; false if it changed. */
+export type MoveListener = (slot: number, from: number, to: number) => boolean;
 
-/** A ring of accepted entries in shared memory. */
+/** One thread's handle on the shared region. */
 export class MutableRegion {
   readonly capacityBytes: number;
+  readonly chunkBytes: number;
+  readonly chunkCount: number;
   #bytes: Uint8Array;
   #words: Int32Array;
   #floats: Float64Array;
   #control: Int32Array;
+  #epochs: EpochTable;
+  // This thread's open chunk: allocation runs from #bump to #end.
+  #chunk = -1;
+  #bump = 0;
+  #end = 0;
 
-  /** @param capacityBytes Size of the ring; a multiple of 8. */
-  constructor(capacityBytes: number) {
-    if (capacityBytes % 8 !== 0 || capacityBytes < 64) {
-      throw new Error(`assertion failed: region capacity ${capacityBytes}`);
+  /** Creates a region of about `capacityBytes`, or attaches to `buffers` of an existing one. */
+  constructor(capacityBytes: number, epochs: EpochTable, buffers?: RegionBuffers) {
+    const chunkBytes = chunkBytesFor(capacityBytes);
+    this.chunkBytes = chunkBytes;
+    this.chunkCount = Math.floor(capacityBytes / chunkBytes);
+    this.capacityBytes = this.chunkCount * chunkBytes;
+    const data = buffers?.data ?? new SharedArrayBuffer(this.capacityBytes);
+    const control = buffers?.control ??
+      new SharedArrayBuffer((CONTROL_FIXED_WORDS + CHUNK_FIELDS * this.chunkCount) * 4);
+    if (data.byteLength !== this.capacityBytes) {
+      throw new Error("assertion failed: region buffer size does not match its capacity");
     }
-    this.capacityBytes = capacityBytes;
-    const data = new SharedArrayBuffer(capacityBytes);
     this.#bytes = new Uint8Array(data);
     this.#words = new Int32Array(data);
     this.#floats = new Float64Array(data);
-    this.#control = new Int32Array(new SharedArrayBuffer(CONTROL_WORDS * 4));
+    this.#control = new Int32Array(control);
+    this.#epochs = epochs;
   }
 
   /** The shared buffers. */
@@ -80,14 +113,22 @@ export class MutableRegion {
     };
   }
 
+  #field(chunk: number, field: number): number {
+    return CONTROL_FIXED_WORDS + field * this.chunkCount + chunk;
+  }
+
   /** Bytes held by live entries. */
   get liveBytes(): number {
     return Atomics.load(this.#control, LIVE);
   }
 
-  /** Bytes between head and tail (live entries, freed entries not yet reclaimed, padding). */
+  /** Bytes of chunks in use (claimed, sealed or waiting to be reused). */
   get usedBytes(): number {
-    return Atomics.load(this.#control, USED);
+    let used = 0;
+    for (let chunk = 0; chunk < this.chunkCount; chunk++) {
+      if (Atomics.load(this.#control, this.#field(chunk, 0)) !== CHUNK_FREE) used++;
+    }
+    return used * this.chunkBytes;
   }
 
   /** Whether an entry of `valueBytes` could ever fit next to what is live now. */
@@ -96,150 +137,226 @@ export class MutableRegion {
   }
 
   /**
-   * Reserves and writes an entry, then publishes it. Returns its offset, or -1 if the region is
-   * full. Reclaims freed space and compacts as needed (`onMove` reports moved entries).
+   * Writes an entry and returns its offset, or -1 if the region is full. The entry is live but
+   * unreachable until a slot word names it. Call inside an epoch section, before reading any
+   * other entry again: the chunk it claims may be one this thread read from earlier.
    */
-  put(
-    slot: number,
-    round: number,
-    node: number,
-    value: Uint8Array,
-    journalAddress: number,
-    onMove: MoveListener,
-  ): number {
+  put(slot: number, round: number, node: number, value: Uint8Array, onMove: MoveListener) {
     const size = regionEntrySize(value.length);
     if (this.liveBytes + size > this.capacityBytes) return -1;
-    let offset = this.#place(size);
-    if (offset < 0) {
-      this.#reclaimHead();
-      offset = this.#place(size);
-    }
-    if (offset < 0) {
-      this.#compact(onMove);
-      offset = this.#place(size);
-    }
-    if (offset < 0) {
-      throw new Error("assertion failed: compaction left no room for a fitting entry");
-    }
-    this.#write(offset, size, slot, round, node, value, journalAddress);
-    return offset;
-  }
-
-  #write(
-    offset: number,
-    size: number,
-    slot: number,
-    round: number,
-    node: number,
-    value: Uint8Array,
-    journalAddress: number,
-  ): void {
+    let offset = this.#allocate(size, false);
+    if (offset < 0 && this.#compact(size, onMove)) offset = this.#allocate(size, false);
+    if (offset < 0) return -1;
     const w = offset >>> 2;
     const f = offset >>> 3;
-    if (this.#words[w + 1] !== size) throw new Error("assertion failed: entry size changed");
     this.#floats[f + 1] = slot;
     this.#floats[f + 2] = round;
     this.#words[w + 6] = node;
     this.#words[w + 7] = value.length;
-    this.#floats[f + 4] = journalAddress;
+    this.#floats[f + 4] = this.#nextSequence();
     this.#bytes.set(value, offset + REGION_ENTRY_HEADER_BYTES);
-    Atomics.store(this.#words, w, STATE_PUBLISHED);
+    return offset;
   }
 
-  /** Finds contiguous room for `size` bytes at the tail (wrapping once), or returns -1. */
-  #place(size: number): number {
+  #nextSequence(): number {
+    const low = Atomics.add(this.#control, SEQUENCE, 1) >>> 0;
+    if (low === 0xffff_ffff) Atomics.add(this.#control, SEQUENCE_HIGH, 1);
+    return Atomics.load(this.#control, SEQUENCE_HIGH) * 0x1_0000_0000 + low;
+  }
+
+  /**
+   * Reserves `size` bytes (live, header state and size set); -1 if no chunk can take them.
+   * `compacting`: for a copy made by compaction, which reads the chunks it empties (so they must
+   * not be reused under it) and may take the last free chunk.
+   */
+  #allocate(size: number, compacting: boolean): number {
+    if (size > this.chunkBytes) return this.#allocateRun(size, !compacting);
+    if (this.#chunk < 0 || this.#bump + size > this.#end) {
+      this.#seal();
+      const chunk = this.#claim(!compacting, compacting);
+      if (chunk < 0) return -1;
+      this.#chunk = chunk;
+      this.#bump = chunk * this.chunkBytes;
+      this.#end = this.#bump + this.chunkBytes;
+    }
+    const offset = this.#bump;
+    this.#bump += size;
+    this.#words[(offset >>> 2) + 1] = size;
+    Atomics.store(this.#words, offset >>> 2, ENTRY_LIVE);
+    Atomics.add(this.#control, this.#field(this.#chunk, 1), size);
+    Atomics.add(this.#control, LIVE, size);
+    return offset;
+  }
+
+  /**
+   * Claims a free chunk (or a retired one no thread can still read); -1 if none. The last free
+   * chunk is kept for compaction, which needs somewhere to copy live entries to.
+   */
+  #claim(excludeSelf: boolean, compacting: boolean): number {
     const control = this.#control;
-    const capacity = this.capacityBytes;
-    let used = control[USED];
-    if (used === 0) control[HEAD] = control[TAIL] = 0;
-    const head = control[HEAD];
-    let tail = control[TAIL];
-    if (used > 0 && head === tail) return -1; // no free byte at all
-    if (tail >= head) {
-      if (capacity - tail < size) {
-        if (head < size) return -1;
-        // Pad to the end and continue at 0.
-        const pad = capacity - tail;
-        if (pad > 0) {
-          this.#words[(tail >>> 2) + 1] = pad;
-          Atomics.store(this.#words, tail >>> 2, STATE_WRAP);
-          used += pad;
-        }
-        tail = 0;
+    const count = this.chunkCount;
+    if (!compacting && this.#available(excludeSelf) <= 1) return -1;
+    const hint = Atomics.load(control, CLAIM_HINT);
+    for (let i = 0; i < count; i++) {
+      const chunk = (hint + i) % count;
+      if (!this.#take(chunk, excludeSelf)) continue;
+      Atomics.store(control, this.#field(chunk, 1), 1); // the open bias
+      Atomics.store(control, this.#field(chunk, 3), 1);
+      Atomics.store(control, CLAIM_HINT, (chunk + 1) % count);
+      return chunk;
+    }
+    return -1;
+  }
+
+  /** Chunks that could be claimed now. */
+  #available(excludeSelf: boolean): number {
+    let available = 0;
+    for (let chunk = 0; chunk < this.chunkCount; chunk++) {
+      const state = Atomics.load(this.#control, this.#field(chunk, 0));
+      if (
+        state === CHUNK_FREE ||
+        (state === CHUNK_RETIRED &&
+          this.#epochs.isSafe(Atomics.load(this.#control, this.#field(chunk, 2)), excludeSelf))
+      ) {
+        available++;
       }
-    } else if (head - tail < size) {
-      return -1;
     }
-    this.#words[(tail >>> 2) + 1] = size;
-    Atomics.store(this.#words, tail >>> 2, STATE_WRITING);
-    Atomics.store(control, TAIL, (tail + size) % capacity);
-    Atomics.store(control, USED, used + size);
-    Atomics.add(control, LIVE, size);
-    return tail;
+    return available;
   }
 
-  /** Advances the head past freed entries and padding. */
-  #reclaimHead(): void {
+  /** Moves `chunk` from free (or safely retired) to open. */
+  #take(chunk: number, excludeSelf: boolean): boolean {
+    const at = this.#field(chunk, 0);
+    const state = Atomics.load(this.#control, at);
+    if (state === CHUNK_RETIRED) {
+      const epoch = Atomics.load(this.#control, this.#field(chunk, 2));
+      if (!this.#epochs.isSafe(epoch, excludeSelf)) return false;
+    } else if (state !== CHUNK_FREE) {
+      return false;
+    }
+    return Atomics.compareExchange(this.#control, at, state, CHUNK_OPEN) === state;
+  }
+
+  /** A run of chunks for one large entry. */
+  #allocateRun(size: number, excludeSelf: boolean): number {
+    const length = Math.ceil(size / this.chunkBytes);
     const control = this.#control;
-    while (control[USED] > 0) {
-      const head = control[HEAD];
-      const state = Atomics.load(this.#words, head >>> 2);
-      if (state !== STATE_FREED && state !== STATE_WRAP) break;
-      const size = this.#words[(head >>> 2) + 1];
-      Atomics.store(control, HEAD, (head + size) % this.capacityBytes);
-      Atomics.sub(control, USED, size);
+    for (let first = 0; first + length <= this.chunkCount; first++) {
+      let taken = 0;
+      while (taken < length && this.#take(first + taken, excludeSelf)) taken++;
+      if (taken < length) {
+        for (let i = 0; i < taken; i++) {
+          Atomics.store(control, this.#field(first + i, 0), CHUNK_FREE);
+        }
+        first += taken;
+        continue;
+      }
+      for (let i = 1; i < length; i++) {
+        Atomics.store(control, this.#field(first + i, 0), CHUNK_PART);
+      }
+      Atomics.store(control, this.#field(first, 1), size);
+      Atomics.store(control, this.#field(first, 3), length);
+      Atomics.store(control, this.#field(first, 4), size);
+      Atomics.store(control, this.#field(first, 0), CHUNK_SEALED);
+      const offset = first * this.chunkBytes;
+      this.#words[(offset >>> 2) + 1] = size;
+      Atomics.store(this.#words, offset >>> 2, ENTRY_LIVE);
+      Atomics.add(control, LIVE, size);
+      return offset;
     }
+    return -1;
   }
 
-  /** Moves every live entry to the start of the ring, in ring order. */
-  #compact(onMove: MoveListener): void {
-    const live: Array<{ offset: number; copy: Uint8Array }> = [];
-    for (const offset of this.offsets()) {
-      const size = this.#words[(offset >>> 2) + 1];
-      live.push({ offset, copy: this.#bytes.slice(offset, offset + size) });
-    }
+  /** Stops allocating in this thread's open chunk (it is retired once its entries are freed). */
+  #seal(): void {
+    const chunk = this.#chunk;
+    if (chunk < 0) return;
+    this.#chunk = -1;
     const control = this.#control;
-    Atomics.store(control, USED, 0);
-    Atomics.store(control, LIVE, 0);
-    Atomics.store(control, HEAD, 0);
-    Atomics.store(control, TAIL, 0);
-    let at = 0;
-    for (const { offset, copy } of live) {
-      this.#bytes.set(copy, at);
-      onMove(this.slotAt(at), offset, at);
-      at += copy.length;
-    }
-    this.#bytes.fill(0, at, Math.min(at + 8, this.capacityBytes));
-    Atomics.store(control, TAIL, at % this.capacityBytes);
-    Atomics.store(control, USED, at);
-    Atomics.store(control, LIVE, at);
+    Atomics.store(control, this.#field(chunk, 4), this.#bump - chunk * this.chunkBytes);
+    Atomics.store(control, this.#field(chunk, 0), CHUNK_SEALED);
+    if (Atomics.sub(control, this.#field(chunk, 1), 1) === 1) this.#retire(chunk);
   }
 
-  /** Marks the entry at `offset` freed; its space is reclaimed when the head reaches it. */
+  #retire(chunk: number): void {
+    const control = this.#control;
+    const length = Atomics.load(control, this.#field(chunk, 3));
+    const epoch = this.#epochs.bump();
+    for (let i = 0; i < length; i++) {
+      Atomics.store(control, this.#field(chunk + i, 2), epoch);
+      Atomics.store(control, this.#field(chunk + i, 0), CHUNK_RETIRED);
+    }
+  }
+
+  /**
+   * Copies the live entries of the emptiest sealed chunks into this thread's chunk, until a chunk
+   * is freed for `size` bytes. Returns whether any chunk was freed.
+   */
+  #compact(size: number, onMove: MoveListener): boolean {
+    const control = this.#control;
+    const candidates: number[] = [];
+    for (let chunk = 0; chunk < this.chunkCount; chunk++) {
+      if (
+        Atomics.load(control, this.#field(chunk, 0)) === CHUNK_SEALED &&
+        Atomics.load(control, this.#field(chunk, 3)) === 1
+      ) {
+        candidates.push(chunk);
+      }
+    }
+    const liveOf = (chunk: number) => Atomics.load(control, this.#field(chunk, 1));
+    candidates.sort((a, b) => liveOf(a) - liveOf(b));
+    let freed = 0;
+    const needed = Math.ceil(size / this.chunkBytes);
+    for (const chunk of candidates) {
+      const at = this.#field(chunk, 0);
+      if (Atomics.compareExchange(control, at, CHUNK_SEALED, CHUNK_COMPACTING) !== CHUNK_SEALED) {
+        continue;
+      }
+      const start = chunk * this.chunkBytes;
+      const end = start + Atomics.load(control, this.#field(chunk, 4));
+      let moved = true;
+      for (let offset = start; offset < end && moved;) {
+        const entrySize = this.#words[(offset >>> 2) + 1];
+        if (Atomics.load(this.#words, offset >>> 2) === ENTRY_LIVE) {
+          moved = this.#move(offset, onMove);
+        }
+        offset += entrySize;
+      }
+      // A chunk emptied meanwhile was retired by the thread that freed its last entry.
+      Atomics.compareExchange(control, at, CHUNK_COMPACTING, CHUNK_SEALED);
+      if (Atomics.load(control, at) === CHUNK_RETIRED) freed++;
+      if (!moved || freed >= needed) break;
+    }
+    return freed > 0;
+  }
+
+  /** Copies one entry to this thread's chunk and moves its slot word; false if out of room. */
+  #move(offset: number, onMove: MoveListener): boolean {
+    const size = this.#words[(offset >>> 2) + 1];
+    // Compaction reads the chunks it empties, so they must not be reused under it.
+    const copy = this.#allocate(size, true);
+    if (copy < 0) return false;
+    this.#bytes.copyWithin(copy + 8, offset + 8, offset + size);
+    if (onMove(this.slotAt(offset), offset, copy)) this.free(offset);
+    else this.free(copy);
+    return true;
+  }
+
+  /** Frees the entry at `offset` (exactly once, by whoever unlinked it from its slot word). */
   free(offset: number): void {
     const w = offset >>> 2;
-    if (Atomics.compareExchange(this.#words, w, STATE_PUBLISHED, STATE_FREED) !== STATE_PUBLISHED) {
-      throw new Error(`assertion failed: freeing region entry ${offset} that is not published`);
+    if (Atomics.compareExchange(this.#words, w, ENTRY_LIVE, ENTRY_FREED) !== ENTRY_LIVE) {
+      throw new Error(`assertion failed: freeing region entry ${offset} that is not live`);
     }
-    Atomics.sub(this.#control, LIVE, this.#words[w + 1]);
-    this.#reclaimHead();
+    const size = this.#words[w + 1];
+    Atomics.sub(this.#control, LIVE, size);
+    const chunk = Math.floor(offset / this.chunkBytes);
+    if (Atomics.sub(this.#control, this.#field(chunk, 1), size) === size) this.#retire(chunk);
   }
 
-  /** Offsets of published entries from head to tail (ring order = accept order). */
-  *offsets(): Generator<number> {
-    const control = this.#control;
-    let offset = control[HEAD];
-    let remaining = control[USED];
-    while (remaining > 0) {
-      const state = Atomics.load(this.#words, offset >>> 2);
-      const size = this.#words[(offset >>> 2) + 1];
-      if (size <= 0) {
-        throw new Error(`assertion failed: region entry at ${offset} has size ${size}`);
-      }
-      if (state === STATE_PUBLISHED) yield offset;
-      offset = (offset + size) % this.capacityBytes;
-      remaining -= size;
-    }
+  /** Ends this thread's allocation (its open chunk is sealed). */
+  detach(): void {
+    this.#seal();
   }
 
   /** Slot of the entry at `offset`. */
@@ -254,8 +371,8 @@ export class MutableRegion {
   nodeAt(offset: number): number {
     return this.#words[(offset >>> 2) + 6] >>> 0;
   }
-  /** Journal address of the entry at `offset` (-1: not journaled). */
-  journalAt(offset: number): number {
+  /** Accept sequence number of the entry at `offset` (orders entries by accept). */
+  sequenceAt(offset: number): number {
     return this.#floats[(offset >>> 3) + 4];
   }
   /** A view of the value of the entry at `offset` (valid until the entry is freed). */

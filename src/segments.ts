@@ -6,8 +6,17 @@
  * @module
  */
 import { join } from "node:path";
-import { SEGMENT_HEADER_BYTES } from "./constants.ts";
+import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from "./constants.ts";
 import type { Device, DeviceFile, FileView } from "./device.ts";
+import { CorruptionError } from "./errors.ts";
+import {
+  checkRecord,
+  headerKind,
+  headerLength,
+  RecordKind,
+  recordSizeBytes,
+} from "./record_format.ts";
+import { recordBytesLimit } from "./recovery.ts";
 import { encodeSegmentHeader, parseSegmentFileName, segmentFileName } from "./segment_format.ts";
 
 /** One open segment. */
@@ -151,5 +160,77 @@ export class SegmentSet {
   /** Address of the first record slot of segment `index`. */
   firstAddressOf(index: number): number {
     return index * this.segmentSizeBytes + SEGMENT_HEADER_BYTES;
+  }
+}
+
+/** A record found in a segment: its kind, payload (a view) and total size. */
+export interface SegmentRecord {
+  kind: number;
+  payload: Uint8Array;
+  size: number;
+}
+
+/**
+ * The record at `address` in the mapped segment `view` (segment `index`), or a string saying why
+ * none starts there. A damaged record throws `CorruptionError` naming `path`.
+ */
+export function recordInSegment(
+  view: FileView,
+  index: number,
+  segmentSizeBytes: number,
+  address: number,
+  logId: number,
+  path: string,
+): SegmentRecord | string {
+  const offset = address - index * segmentSizeBytes;
+  if ((offset & 7) !== 0 || offset < SEGMENT_HEADER_BYTES) return "no record starts there";
+  const { bytes, words } = view;
+  const problem = checkRecord(
+    bytes,
+    words,
+    offset,
+    segmentSizeBytes,
+    address,
+    logId,
+    recordBytesLimit(segmentSizeBytes),
+  );
+  if (problem === "address" || problem === "empty") return "no record starts there";
+  if (problem !== undefined) {
+    throw new CorruptionError(path, address, `record fails validation (${problem})`);
+  }
+  const length = headerLength(words, offset);
+  const start = offset + RECORD_HEADER_BYTES;
+  return {
+    kind: headerKind(words, offset),
+    payload: bytes.subarray(start, start + length),
+    size: recordSizeBytes(length),
+  };
+}
+
+/**
+ * Walks the records in `[from, to)` (`from` a record address or a segment start), skipping
+ * segment headers and padding; `recordAt` finds each one. Yields entries and commit markers.
+ */
+export function* walkRecords(
+  from: number,
+  to: number,
+  segmentSizeBytes: number,
+  recordAt: (address: number) => SegmentRecord,
+): Generator<{ address: number; nextAddress: number; record: SegmentRecord }> {
+  const S = segmentSizeBytes;
+  let address = from;
+  while (address < to) {
+    const index = Math.floor(address / S);
+    const offset = address - index * S;
+    if (offset === 0 || S - offset < RECORD_HEADER_BYTES) {
+      address = (offset === 0 ? index : index + 1) * S + SEGMENT_HEADER_BYTES;
+      continue;
+    }
+    const record = recordAt(address);
+    const nextAddress = record.kind === RecordKind.padding
+      ? (index + 1) * S
+      : address + record.size;
+    yield { address, nextAddress, record };
+    address = nextAddress;
   }
 }

@@ -1,181 +1,265 @@
 /**
- * The slot index: `slot → (state, location)` in shared typed arrays, an open-addressing hash table
- * with linear probing. No JS objects per entry and no garbage on the hot path; a lookup is a few
- * typed-array reads. Slots are non-negative safe integers, dense or sparse.
+ * The slot index: `slot → word` in shared memory, readable and writable by every thread without
+ * locks. Each slot has one 32-bit word changed only with `Atomics.compareExchange`, which is what
+ * makes the ballot rule hold across Workers: an accept installs its entry only if the word still
+ * names the entry it compared its ballot against.
  *
- * The arrays live in `SharedArrayBuffer`s so Workers can read them. A key is written before its
- * state, and the state is stored last with `Atomics.store`, so a reader that sees a state also sees
- * its key and location. Growth (rehash at half load) allocates new buffers.
+ * | word            | meaning                                                           |
+ * |-----------------|-------------------------------------------------------------------|
+ * | 0               | empty                                                             |
+ * | 1               | committed and durable: the record address is in the leaf          |
+ * | 2 + offset / 8  | accepted: the entry at `offset` in the mutable region             |
+ * | −(2 + offset/8) | frozen: being committed by the owner; the entry is still readable |
+ *
+ * The structure is a radix tree over 64-slot blocks, in one growable `SharedArrayBuffer`: six
+ * levels of 256-way nodes, then leaves of 64 words and 64 addresses. Nodes are created with a
+ * compare-and-swap of a null child and never move, so the tree grows in place (length-tracking
+ * views see the growth in every Worker) and dense slot ranges read sequentially. A leaf emptied by
+ * truncation is unlinked by the owner, retired through the epoch table, zeroed and recycled.
  *
  * @module
  */
+import { RegionFullError } from "./errors.ts";
 
-/** State of an index entry. */
-export const SlotState = {
-  /** Never used. */
-  empty: 0,
-  /** Accepted, not committed: location is a byte offset in the mutable region. */
-  accepted: 1,
-  /** Committed: location is the address of its record in the durable tail. */
-  committed: 2,
-  /** Deleted (a tombstone, so probe chains stay intact). */
-  deleted: 3,
-} as const;
-/** A slot state value. */
-export type SlotState = typeof SlotState[keyof typeof SlotState];
+/** A slot word: see the module comment. */
+export const SLOT_EMPTY = 0;
+/** A slot word: committed and durable. */
+export const SLOT_COMMITTED = 1;
 
-/** Smallest table: 4,096 slots (96 KiB of arrays). */
-const CAPACITY_MIN = 4096;
-
-/** Slots per block: a block's slots sit side by side in the table (8 cache lines of keys). */
-const BLOCK_SLOTS_LOG2 = 6;
-
-/**
- * Table position of a 53-bit slot: blocks of 64 consecutive slots are placed by a multiplicative
- * hash of the block number, and a slot's place inside its block is kept. Dense slot ranges (the
- * usual consensus log) then touch memory sequentially instead of missing cache on every lookup,
- * while strided or sparse slots still spread over the table.
- */
-function hashSlot(slot: number, mask: number): number {
-  const low = slot >>> 0;
-  const high = (slot / 0x1_0000_0000) >>> 0;
-  const block = (low >>> BLOCK_SLOTS_LOG2) ^ Math.imul(high, 0x85eb_ca6b);
-  const spread = Math.imul(block ^ (block >>> 15), 0x9e37_79b1) >>> 0;
-  return ((spread << BLOCK_SLOTS_LOG2) | (low & ((1 << BLOCK_SLOTS_LOG2) - 1))) & mask;
+/** The slot word of an accepted entry at region `offset`. */
+export function acceptedWord(offset: number): number {
+  return 2 + offset / 8;
+}
+/** The region offset of an accepted or frozen word. */
+export function wordOffset(word: number): number {
+  return ((word < 0 ? -word : word) - 2) * 8;
 }
 
-/** The buffers of a slot index, structured-cloneable for a Worker. */
-export interface SlotIndexBuffers {
-  keys: SharedArrayBuffer;
-  locations: SharedArrayBuffer;
-  states: SharedArrayBuffer;
-}
+const LANE_BITS = 6;
+const LANES = 1 << LANE_BITS;
+const FANOUT = 256;
+const LEAF_WORDS = LANES * 3; // 64 state words, then 64 float64 addresses
+const INNER_WORDS = FANOUT;
+const ALIGN_WORDS = 64; // every node starts on a multiple of 64 words: a position's lane is pos & 63
 
-/** A shared-memory hash table from slot to state and location. */
+// Header words.
+const ALLOC = 0; // next free word
+const ROOT = 1;
+const FREE_PUSHED = 2; // recycled leaves: a ring, pushed by the owner, popped by anyone
+const FREE_POPPED = 3;
+const LEAF_GENERATION = 4; // bumped when a leaf is unlinked: invalidates cached leaves
+const FREE_RING = 64;
+const FREE_RING_SIZE = 960;
+const HEADER_WORDS = 1024;
+
+const INITIAL_BYTES = 64 * 1024;
+/** Largest index: 4 GiB of nodes, about 350 million live 64-slot blocks. */
+const MAX_BYTES = 4 * 1024 * 1024 * 1024;
+
+/** A thread's handle on the shared slot index. */
 export class SlotIndex {
-  #keys!: Float64Array;
-  #locations!: Float64Array;
-  #states!: Int32Array;
-  #mask = 0;
-  #count = 0;
-  #used = 0; // live entries plus tombstones: what probing has to walk
+  readonly buffer: SharedArrayBuffer;
+  /** Length-tracking views: they follow the buffer as any thread grows it. */
+  readonly words: Int32Array;
+  #floats: Float64Array;
+  // Per-thread caches: the last leaf, and the level-2 node of the last high half of a block.
+  #cachedBlock = -1;
+  #cachedLeaf = 0;
+  #cachedGeneration = 0;
+  #cachedHigh = -1;
+  #cachedNode = 0;
 
-  /** @param capacity Initial number of table positions (rounded up to a power of two). */
-  constructor(capacity = CAPACITY_MIN) {
-    this.#allocate(Math.max(CAPACITY_MIN, 2 ** Math.ceil(Math.log2(capacity))));
+  /** Creates an index, or attaches to the `buffer` of an existing one. */
+  constructor(buffer?: SharedArrayBuffer) {
+    const create = buffer === undefined;
+    this.buffer = buffer ?? new SharedArrayBuffer(INITIAL_BYTES, { maxByteLength: MAX_BYTES });
+    this.words = new Int32Array(this.buffer);
+    this.#floats = new Float64Array(this.buffer);
+    if (create) {
+      Atomics.store(this.words, ALLOC, HEADER_WORDS);
+      Atomics.store(this.words, ROOT, this.#allocate(INNER_WORDS));
+    }
   }
 
-  #allocate(capacity: number): void {
-    this.#keys = new Float64Array(new SharedArrayBuffer(capacity * 8));
-    this.#locations = new Float64Array(new SharedArrayBuffer(capacity * 8));
-    this.#states = new Int32Array(new SharedArrayBuffer(capacity * 4));
-    this.#mask = capacity - 1;
-    this.#used = 0;
+  /** Bytes the index occupies. */
+  get sizeBytes(): number {
+    return this.buffer.byteLength;
   }
 
-  /** Number of live entries (accepted or committed). */
-  get count(): number {
-    return this.#count;
+  #allocate(count: number): number {
+    const start = Atomics.add(this.words, ALLOC, count);
+    const needed = (start + count) * 4;
+    while (this.buffer.byteLength < needed) {
+      if (needed > MAX_BYTES) {
+        throw new RegionFullError(`Cannot add a slot: the slot index reached ${MAX_BYTES} bytes`);
+      }
+      try {
+        this.buffer.grow(Math.min(MAX_BYTES, Math.max(needed, this.buffer.byteLength * 2)));
+      } catch (error) {
+        // Another thread grew it first, past what this one asked for: that is fine.
+        if (!(error instanceof RangeError)) throw error;
+      }
+    }
+    return start;
   }
 
-  /** Table positions allocated. */
-  get capacity(): number {
-    return this.#mask + 1;
+  #newLeaf(): number {
+    const words = this.words;
+    for (;;) {
+      const popped = Atomics.load(words, FREE_POPPED);
+      if (((Atomics.load(words, FREE_PUSHED) - popped) | 0) <= 0) break;
+      const leaf = Atomics.load(words, FREE_RING + ((popped >>> 0) % FREE_RING_SIZE));
+      // The counters only grow, so a successful swap means no other thread took this leaf.
+      if (Atomics.compareExchange(words, FREE_POPPED, popped, popped + 1) === popped) return leaf;
+    }
+    return this.#allocate(LEAF_WORDS);
   }
 
-  /** The current buffers (they change when the table grows). */
-  get buffers(): SlotIndexBuffers {
-    return {
-      keys: this.#keys.buffer as SharedArrayBuffer,
-      locations: this.#locations.buffer as SharedArrayBuffer,
-      states: this.#states.buffer as SharedArrayBuffer,
+  /**
+   * The word position of `slot` (for `Atomics` on {@linkcode SlotIndex.words}), or -1 if its leaf
+   * does not exist and `create` is false. Call inside an epoch section.
+   */
+  position(slot: number, create: boolean): number {
+    const lane = slot % LANES;
+    const block = (slot - lane) / LANES;
+    const words = this.words;
+    const generation = Atomics.load(words, LEAF_GENERATION);
+    if (block === this.#cachedBlock && generation === this.#cachedGeneration) {
+      return this.#cachedLeaf + lane;
+    }
+    const high = Math.floor(block / 0x100_0000);
+    const low = block - high * 0x100_0000;
+    let node = this.#cachedNode;
+    if (high !== this.#cachedHigh) {
+      node = Atomics.load(words, ROOT);
+      for (const digit of [high >>> 16, (high >>> 8) & 0xff, high & 0xff]) {
+        node = this.#child(node, digit, create, INNER_WORDS);
+        if (node === 0) return -1;
+      }
+      this.#cachedHigh = high;
+      this.#cachedNode = node;
+    }
+    node = this.#child(node, low >>> 16, create, INNER_WORDS);
+    if (node === 0) return -1;
+    node = this.#child(node, (low >>> 8) & 0xff, create, INNER_WORDS);
+    if (node === 0) return -1;
+    const leaf = this.#child(node, low & 0xff, create, LEAF_WORDS);
+    if (leaf === 0) return -1;
+    this.#cachedBlock = block;
+    this.#cachedLeaf = leaf;
+    this.#cachedGeneration = generation;
+    return leaf + lane;
+  }
+
+  #child(node: number, digit: number, create: boolean, size: number): number {
+    const at = node + digit;
+    const child = Atomics.load(this.words, at);
+    if (child !== 0 || !create) return child;
+    const made = size === LEAF_WORDS ? this.#newLeaf() : this.#allocate(size);
+    const found = Atomics.compareExchange(this.words, at, 0, made);
+    // Lost the race: another thread linked a node first (the unused one is left behind).
+    return found === 0 ? made : found;
+  }
+
+  /** The current word of `slot` (0 when absent). Call inside an epoch section. */
+  wordOf(slot: number): number {
+    const position = this.position(slot, false);
+    return position < 0 ? SLOT_EMPTY : Atomics.load(this.words, position);
+  }
+
+  /** The durable address stored beside a committed word at `position`. */
+  addressAt(position: number): number {
+    const lane = position & (ALIGN_WORDS - 1);
+    return this.#floats[((position - lane) >>> 1) + (LANES >>> 1) + lane];
+  }
+
+  /** Stores the address of `position` (before its word becomes {@linkcode SLOT_COMMITTED}). */
+  setAddressAt(position: number, address: number): void {
+    const lane = position & (ALIGN_WORDS - 1);
+    this.#floats[((position - lane) >>> 1) + (LANES >>> 1) + lane] = address;
+  }
+
+  /** Sets `slot` to committed at `address` (owner only: recovery). */
+  setCommitted(slot: number, address: number): number {
+    const position = this.position(slot, true);
+    this.setAddressAt(position, address);
+    return Atomics.exchange(this.words, position, SLOT_COMMITTED);
+  }
+
+  /** Calls `visit(slot, word, position)` for every non-empty slot, in slot order. */
+  forEach(visit: (slot: number, word: number, position: number) => void): void {
+    this.#walk(Atomics.load(this.words, ROOT), 5, 0, visit);
+  }
+
+  #walk(
+    node: number,
+    level: number,
+    prefix: number,
+    visit: (slot: number, word: number, position: number) => void,
+  ): void {
+    const words = this.words;
+    for (let digit = 0; digit < FANOUT; digit++) {
+      const child = Atomics.load(words, node + digit);
+      if (child === 0) continue;
+      const block = prefix * FANOUT + digit;
+      if (level > 0) {
+        this.#walk(child, level - 1, block, visit);
+        continue;
+      }
+      for (let lane = 0; lane < LANES; lane++) {
+        const word = Atomics.load(words, child + lane);
+        if (word !== SLOT_EMPTY) visit(block * LANES + lane, word, child + lane);
+      }
+    }
+  }
+
+  /**
+   * Owner only, during truncation: unlinks every leaf whose slots are all below `slot` and whose
+   * words are all empty. Returns the unlinked leaves; hand them to {@linkcode SlotIndex.recycle}
+   * once no thread can still be reading them (after an epoch drain).
+   */
+  unlinkBelow(slot: number): number[] {
+    const unlinked: number[] = [];
+    const limitBlock = Math.floor(slot / LANES); // blocks below this lie wholly under `slot`
+    const visit = (node: number, level: number, prefix: number) => {
+      for (let digit = 0; digit < FANOUT; digit++) {
+        const block = prefix * FANOUT + digit;
+        if (block * FANOUT ** level >= limitBlock) return;
+        const child = Atomics.load(this.words, node + digit);
+        if (child === 0) continue;
+        if (level > 0) {
+          visit(child, level - 1, block);
+          continue;
+        }
+        let empty = true;
+        for (let lane = 0; lane < LANES && empty; lane++) {
+          empty = Atomics.load(this.words, child + lane) === SLOT_EMPTY;
+        }
+        if (empty && Atomics.compareExchange(this.words, node + digit, child, 0) === child) {
+          unlinked.push(child);
+        }
+      }
     };
+    visit(Atomics.load(this.words, ROOT), 5, 0);
+    if (unlinked.length) Atomics.add(this.words, LEAF_GENERATION, 1);
+    return unlinked;
   }
 
-  /** The table position holding `slot`, or -1. */
-  find(slot: number): number {
-    const keys = this.#keys;
-    const states = this.#states;
-    const mask = this.#mask;
-    for (let position = hashSlot(slot, mask);; position = (position + 1) & mask) {
-      const state = Atomics.load(states, position);
-      if (state === SlotState.empty) return -1;
-      if (state !== SlotState.deleted && keys[position] === slot) return position;
-    }
-  }
-
-  /** State at a position returned by {@linkcode SlotIndex.find}. */
-  stateAt(position: number): SlotState {
-    return Atomics.load(this.#states, position) as SlotState;
-  }
-
-  /** Location at a position returned by {@linkcode SlotIndex.find}. */
-  locationAt(position: number): number {
-    return this.#locations[position];
-  }
-
-  /** Slot at a position. */
-  slotAt(position: number): number {
-    return this.#keys[position];
-  }
-
-  /** Sets `slot` to `state` at `location`, inserting it if absent. */
-  set(slot: number, state: SlotState, location: number): void {
-    const found = this.find(slot);
-    if (found >= 0) {
-      this.#locations[found] = location;
-      Atomics.store(this.#states, found, state);
-      return;
-    }
-    if ((this.#used + 1) * 2 > this.capacity) this.#grow();
-    const mask = this.#mask;
-    let position = hashSlot(slot, mask);
-    while (
-      this.#states[position] === SlotState.accepted ||
-      this.#states[position] === SlotState.committed
-    ) {
-      position = (position + 1) & mask;
-    }
-    if (this.#states[position] === SlotState.empty) this.#used++;
-    this.#keys[position] = slot;
-    this.#locations[position] = location;
-    Atomics.store(this.#states, position, state);
-    this.#count++;
-  }
-
-  /** Removes `slot`; returns whether it was present. */
-  delete(slot: number): boolean {
-    const position = this.find(slot);
-    if (position < 0) return false;
-    Atomics.store(this.#states, position, SlotState.deleted);
-    this.#count--;
-    return true;
-  }
-
-  /** Calls `visit(slot, state, location)` for every live entry (table order). */
-  forEach(visit: (slot: number, state: SlotState, location: number) => void): void {
-    const states = this.#states;
-    for (let position = 0; position <= this.#mask; position++) {
-      const state = states[position];
-      if (state === SlotState.accepted || state === SlotState.committed) {
-        visit(this.#keys[position], state as SlotState, this.#locations[position]);
+  /**
+   * Owner only: zeroes unlinked leaves and offers them for reuse. `onAccepted` is called for any
+   * entry a racing accept left in one (its region space must be freed).
+   */
+  recycle(leaves: readonly number[], onAccepted: (word: number) => void): void {
+    const words = this.words;
+    for (const leaf of leaves) {
+      for (let lane = 0; lane < LANES; lane++) {
+        const word = Atomics.exchange(words, leaf + lane, SLOT_EMPTY);
+        if (word >= 2) onAccepted(word);
       }
-    }
-  }
-
-  #grow(): void {
-    const keys = this.#keys;
-    const locations = this.#locations;
-    const states = this.#states;
-    // Grow when live entries fill a quarter; otherwise the table is full of tombstones: rebuild.
-    const capacity = this.#count * 4 > this.capacity ? this.capacity * 2 : this.capacity;
-    this.#allocate(capacity);
-    this.#count = 0;
-    for (let position = 0; position < states.length; position++) {
-      const state = states[position];
-      if (state === SlotState.accepted || state === SlotState.committed) {
-        this.set(keys[position], state as SlotState, locations[position]);
-      }
+      const pushed = Atomics.load(words, FREE_PUSHED);
+      if (((pushed - Atomics.load(words, FREE_POPPED)) | 0) >= FREE_RING_SIZE) continue;
+      Atomics.store(words, FREE_RING + ((pushed >>> 0) % FREE_RING_SIZE), leaf);
+      Atomics.store(words, FREE_PUSHED, pushed + 1);
     }
   }
 }

@@ -7,11 +7,10 @@
  * @module
  */
 import { type Checkpoint, writeCheckpoint } from "./checkpoint.ts";
-import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from "./constants.ts";
+import { RECORD_HEADER_BYTES } from "./constants.ts";
 import type { Device, DeviceFile, DirectoryLock } from "./device.ts";
 import { ClosedError, CorruptionError, PoisonedError } from "./errors.ts";
 import {
-  checkRecord,
   headerKind,
   headerLength,
   RecordKind,
@@ -19,14 +18,8 @@ import {
   sealRecord,
   writeHeader,
 } from "./record_format.ts";
-import {
-  encodeCommitMarker,
-  recordBytesLimit,
-  type RecoveredLog,
-  recoverLog,
-  tailSegmentIndex,
-} from "./recovery.ts";
-import type { SegmentSet } from "./segments.ts";
+import { encodeCommitMarker, type RecoveredLog, recoverLog, tailSegmentIndex } from "./recovery.ts";
+import { recordInSegment, type SegmentSet, walkRecords } from "./segments.ts";
 
 /** How durable a commit is when it resolves. */
 export type Durability = "none" | "data" | "full";
@@ -609,29 +602,14 @@ export class DurableTail {
     }
     const segment = this.#segments.ofAddress(address);
     if (!segment) return "no segment holds that address";
-    const offset = address - segment.index * this.segmentSizeBytes;
-    if ((offset & 7) !== 0 || offset < SEGMENT_HEADER_BYTES) return "no record starts there";
-    const { bytes, words } = segment.view;
-    const problem = checkRecord(
-      bytes,
-      words,
-      offset,
+    return recordInSegment(
+      segment.view,
+      segment.index,
       this.segmentSizeBytes,
       address,
       this.logId,
-      recordBytesLimit(this.segmentSizeBytes),
+      segment.path,
     );
-    if (problem === "address" || problem === "empty") return "no record starts there";
-    if (problem !== undefined) {
-      throw new CorruptionError(segment.path, address, `record fails validation (${problem})`);
-    }
-    const length = headerLength(words, offset);
-    const start = offset + RECORD_HEADER_BYTES;
-    return {
-      kind: headerKind(words, offset),
-      payload: bytes.subarray(start, start + length),
-      size: recordSizeBytes(length),
-    };
   }
 
   /**
@@ -650,31 +628,24 @@ export class DurableTail {
    * begin/committed address). Payloads are views: mapped for written records, a copy for staged.
    */
   *records(from: number, to: number, kind: RecordKind = RecordKind.entry): Generator<RecordRef> {
-    const S = this.segmentSizeBytes;
-    let address = from;
-    while (address < to) {
-      if (address < this.#beginAddress) address = this.#beginAddress;
-      const index = Math.floor(address / S);
-      const offset = address - index * S;
-      if (offset === 0 || S - offset < RECORD_HEADER_BYTES) {
-        address = this.#segments.firstAddressOf(offset === 0 ? index : index + 1);
-        continue;
-      }
+    const start = Math.max(from, this.#beginAddress);
+    const recordAt = (address: number) => {
       const found = this.recordAt(address);
-      if (typeof found === "string") {
-        const segment = this.#segments.ofAddress(address);
-        throw new CorruptionError(segment?.path ?? this.dir, address, `scan found ${found}`);
-      }
-      const next = found.kind === RecordKind.padding ? (index + 1) * S : address + found.size;
-      if (found.kind === kind) {
-        const staged = address >= this.#stagingBase;
-        yield {
-          address,
-          nextAddress: next,
-          payload: staged ? found.payload.slice() : found.payload,
-        };
-      }
-      address = next;
+      if (typeof found !== "string") return found;
+      const segment = this.#segments.ofAddress(address);
+      throw new CorruptionError(segment?.path ?? this.dir, address, `scan found ${found}`);
+    };
+    for (
+      const { address, nextAddress, record } of walkRecords(
+        start,
+        to,
+        this.segmentSizeBytes,
+        recordAt,
+      )
+    ) {
+      if (record.kind !== kind) continue;
+      const staged = address >= this.#stagingBase;
+      yield { address, nextAddress, payload: staged ? record.payload.slice() : record.payload };
     }
   }
 

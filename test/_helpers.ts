@@ -28,8 +28,11 @@ export function fingerprint(dir: string): string {
   return hash.digest("hex");
 }
 
-/** `[executable, ...args]` that run `script` in the runtime executing the tests. */
-export function runtimeCommand(script: string): [string, string[]] {
+/**
+ * `[executable, ...args]` that run `script` in the runtime executing the tests; `denoFlags` are
+ * added to Deno's (e.g. `--allow-net` for a server).
+ */
+export function runtimeCommand(script: string, denoFlags: string[] = []): [string, string[]] {
   const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
   if (isBun) return [process.execPath, [script]];
   return [process.execPath, [
@@ -39,6 +42,7 @@ export function runtimeCommand(script: string): [string, string[]] {
     "--allow-write",
     "--allow-env",
     "--allow-sys",
+    ...denoFlags,
     script,
   ]];
 }
@@ -46,6 +50,11 @@ export function runtimeCommand(script: string): [string, string[]] {
 /** Name of the runtime executing the tests. */
 export const runtimeName: "bun" | "deno" =
   typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
+
+/** Value of an accept attempt: depends on slot, round and node, so the winner is recognisable. */
+export function attemptValue(slot: number, round: number, node: number): Uint8Array {
+  return entryBytes(slot * 7919 + round * 31 + node, 16 + ((slot + round + node) % 97));
+}
 
 /** Deterministic bytes for entry `i` (length varies with i) so reads can be checked exactly. */
 export function entryBytes(i: number, lengthBytes = 10 + (i * 37) % 300): Uint8Array {

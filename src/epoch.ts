@@ -1,0 +1,104 @@
+/**
+ * Epoch protection (FASTER's LightEpoch, reduced to what the log needs): every thread that reads
+ * or writes the shared region and index publishes the global epoch it entered at, and clears it
+ * when done. Memory that no index word points to any more (a freed region chunk, an unlinked
+ * index leaf) is retired at a new epoch and reused only once no thread is still inside an older
+ * one, so a thread never reads memory that was reused under it.
+ *
+ * Layout over an `Int32Array` of {@linkcode EPOCH_WORDS} words:
+ *
+ * | word          | meaning                                           |
+ * |--------------:|---------------------------------------------------|
+ * |             0 | the global epoch (starts at 1)                    |
+ * |       1 … T   | thread slot in use (0 free, 1 taken)              |
+ * |   T + 1 … 2T  | epoch the thread entered at, 0 while outside      |
+ *
+ * @module
+ */
+import { InvalidArgumentError } from "./errors.ts";
+
+/** Threads (the owner and its Workers) that can be attached to one log at once. */
+export const EPOCH_THREADS_MAX = 128;
+/** Int32 words an epoch table occupies. */
+export const EPOCH_WORDS = 1 + 2 * EPOCH_THREADS_MAX;
+
+const GLOBAL = 0;
+const USED = 1;
+const ENTERED = 1 + EPOCH_THREADS_MAX;
+
+/** One thread's handle on a shared epoch table. */
+export class EpochTable {
+  #words: Int32Array;
+  #me = -1;
+  #depth = 0;
+
+  /** @param words The table; `create` initialises it (the owner, once). */
+  constructor(words: Int32Array, create: boolean) {
+    if (words.length < EPOCH_WORDS) throw new Error("assertion failed: epoch table too small");
+    this.#words = words;
+    if (create) Atomics.store(words, GLOBAL, 1);
+  }
+
+  /** Takes a thread slot; throws `InvalidArgumentError` when all are taken. */
+  register(): void {
+    if (this.#me >= 0) return;
+    for (let i = 0; i < EPOCH_THREADS_MAX; i++) {
+      if (Atomics.compareExchange(this.#words, USED + i, 0, 1) === 0) {
+        this.#me = i;
+        return;
+      }
+    }
+    throw new InvalidArgumentError(
+      `Cannot attach: ${EPOCH_THREADS_MAX} threads are attached to this log already`,
+    );
+  }
+
+  /** Gives the thread slot back. Idempotent. */
+  release(): void {
+    if (this.#me < 0) return;
+    Atomics.store(this.#words, ENTERED + this.#me, 0);
+    Atomics.store(this.#words, USED + this.#me, 0);
+    this.#me = -1;
+    this.#depth = 0;
+  }
+
+  /** Enters a protected section (nestable). */
+  enter(): void {
+    if (this.#depth++ === 0) {
+      // 0 means "outside"; the epoch after a wrap-around to 0 is recorded as 1 (still later).
+      const epoch = Atomics.load(this.#words, GLOBAL);
+      Atomics.store(this.#words, ENTERED + this.#me, epoch === 0 ? 1 : epoch);
+    }
+  }
+
+  /** Leaves a protected section. */
+  exit(): void {
+    if (--this.#depth === 0) Atomics.store(this.#words, ENTERED + this.#me, 0);
+  }
+
+  /** Starts a new epoch and returns it: memory unlinked before the call retires at it. */
+  bump(): number {
+    return Atomics.add(this.#words, GLOBAL, 1) + 1;
+  }
+
+  /**
+   * Whether memory retired at `epoch` can be reused: no thread (but this one, if `excludeSelf`)
+   * is still inside a section it entered before that epoch.
+   */
+  isSafe(epoch: number, excludeSelf: boolean): boolean {
+    const words = this.#words;
+    for (let i = 0; i < EPOCH_THREADS_MAX; i++) {
+      if (excludeSelf && i === this.#me) continue;
+      const entered = Atomics.load(words, ENTERED + i);
+      // Compared modulo 2^32, so the counter may wrap around.
+      if (entered !== 0 && ((entered - epoch) | 0) < 0) return false;
+    }
+    return true;
+  }
+
+  /** Resolves once every other thread has left the sections it was in when called. */
+  async drain(): Promise<void> {
+    const epoch = this.bump();
+    while (!this.isSafe(epoch, true)) await new Promise((wake) => setTimeout(wake, 0));
+  }
+}
