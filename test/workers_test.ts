@@ -182,6 +182,37 @@ describe("ConsensusLog shared with Workers", () => {
     });
   });
 
+  test("accepts racing the owner's commits of the same slots: the last accepted ballot is committed", async () => {
+    using dir = tempDir();
+    const SLOTS = 300;
+    await using log = await ConsensusLog.open({ dir: dir.path, ...SMALL });
+    await withWorkers(1, log.share(), async ([worker]) => {
+      const racing = worker.call("raceAccepts", { slots: SLOTS, rounds: 200, node: 3 });
+      let finished = false;
+      racing.finally(() => (finished = true)).catch(() => {});
+      const pending = new Set(Array.from({ length: SLOTS }, (_, i) => i));
+      while (!finished || pending.size) {
+        for (const slot of pending) {
+          if (!log.read(slot)) continue;
+          await log.commit(slot);
+          pending.delete(slot);
+        }
+        await new Promise((wake) => setTimeout(wake, 0));
+      }
+      const { lastOk, unexpected } = await racing;
+      assert.deepEqual(unexpected, []);
+      let interleaved = 0;
+      for (let slot = 0; slot < SLOTS; slot++) {
+        const entry = log.readCommitted(slot)!;
+        // No accept succeeds once the commit froze the slot, and none is lost before it.
+        assert.deepEqual(entry.ballot, { round: lastOk[slot], node: 3 }, `slot ${slot}`);
+        assert.deepEqual(entry.value, attemptValue(slot, lastOk[slot], 3));
+        if (lastOk[slot] < 200) interleaved++;
+      }
+      assert.ok(interleaved > 0, "some commits landed while the Worker was still accepting");
+    });
+  });
+
   test("the owner closes while Workers read: every Worker gets ClosedError, never a crash", async () => {
     using dir = tempDir();
     const log = await ConsensusLog.open({ dir: dir.path, ...SMALL });
