@@ -230,8 +230,11 @@ export class ConsensusLog {
   /** Keeps the shared control's view of the durable range current after every commit. */
   #publishCommits(): void {
     const tail = this.#tail;
+    const control = this.#slots.control;
     const publish = () => {
-      this.#slots.control.publishCommit(tail.beginAddress, tail.committedUntilAddress);
+      // A failed write or sync stops every Worker's writes too, with the owner's reason.
+      if (tail.failure !== undefined) control.poison(tail.failure);
+      control.publishCommit(tail.beginAddress, tail.committedUntilAddress);
       if (!tail.closed) tail.onNextCommit(publish);
     };
     publish();

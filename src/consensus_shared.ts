@@ -160,10 +160,10 @@ export class SharedControl {
   /** The promised ballot (the durable one, or a newer one being made durable). */
   promise(): Ballot | undefined {
     const ints = this.#ints;
+    if (Atomics.load(ints, HAS_PROMISE) === 0) return undefined; // once set, never unset
     for (;;) {
       const before = Atomics.load(ints, PROMISE_SEQUENCE);
       if ((before & 1) !== 0) continue;
-      if (Atomics.load(ints, HAS_PROMISE) === 0) return undefined;
       const round = this.#floats[F_PROMISED_ROUND];
       const node = Atomics.load(ints, PROMISED_NODE) >>> 0;
       if (Atomics.load(ints, PROMISE_SEQUENCE) === before) return { round, node };

@@ -45,8 +45,9 @@ export const REGION_ENTRY_HEADER_BYTES = 40;
 
 // Control words (Int32Array over their own SharedArrayBuffer); per-chunk arrays follow.
 const LIVE = 0; // bytes of live entries
-const SEQUENCE = 1; // accepts so far, low 32 bits
+const SEQUENCE = 1; // sequence blocks taken so far, low 32 bits
 const SEQUENCE_HIGH = 2;
+const SEQUENCE_BLOCK = 1024;
 const CLAIM_HINT = 3;
 const CONTROL_FIXED_WORDS = 4;
 const CHUNK_FIELDS = 5; // state, live, retire epoch, run length, fill
@@ -85,6 +86,8 @@ export class MutableRegion {
   #chunk = -1;
   #bump = 0;
   #end = 0;
+  #sequence = 0;
+  #sequenceEnd = 0;
 
   /** Creates a region of about `capacityBytes`, or attaches to `buffers` of an existing one. */
   constructor(capacityBytes: number, epochs: EpochTable, buffers?: RegionBuffers) {
@@ -158,10 +161,20 @@ export class MutableRegion {
     return offset;
   }
 
+  /**
+   * The next accept sequence number. Threads take blocks of them, so the shared counter is
+   * touched once per block: order is exact within a thread and by block across threads.
+   */
   #nextSequence(): number {
-    const low = Atomics.add(this.#control, SEQUENCE, 1) >>> 0;
-    if (low === 0xffff_ffff) Atomics.add(this.#control, SEQUENCE_HIGH, 1);
-    return Atomics.load(this.#control, SEQUENCE_HIGH) * 0x1_0000_0000 + low;
+    if (this.#sequence === this.#sequenceEnd) {
+      const block = Atomics.add(this.#control, SEQUENCE, 1) >>> 0;
+      if (block === 0xffff_ffff) Atomics.add(this.#control, SEQUENCE_HIGH, 1);
+      const first = (Atomics.load(this.#control, SEQUENCE_HIGH) * 0x1_0000_0000 + block) *
+        SEQUENCE_BLOCK;
+      this.#sequence = first;
+      this.#sequenceEnd = first + SEQUENCE_BLOCK;
+    }
+    return this.#sequence++;
   }
 
   /**

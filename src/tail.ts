@@ -209,6 +209,11 @@ export class DurableTail {
     return { ...this.#stats };
   }
 
+  /** Why the tail stopped taking writes (a failed write or sync), or `undefined`. */
+  get failure(): unknown {
+    return this.#poison;
+  }
+
   /** Throws if the tail cannot take writes (closed or poisoned). */
   assertWritable(what: string): void {
     if (this.#closed) throw new ClosedError(`Cannot ${what}: the log is closed`);
