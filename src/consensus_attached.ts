@@ -176,6 +176,18 @@ export class AttachedConsensusLog {
   }
 
   /**
+   * Like {@linkcode AttachedConsensusLog.read}, without copying a committed value: `value` is a
+   * view of this thread's own mapping of the segment (zero-copy), detached (length 0) when this
+   * thread releases the mapping (the slot's segment truncated away, or `detach()`), so it never
+   * reaches unmapped memory. An accepted value is still a copy.
+   */
+  readView(slot: number): ConsensusEntry | undefined {
+    checkIndex("read", "slot", slot);
+    this.#assertOpen("read");
+    return this.#slots.read(slot, this.#readRecord, false);
+  }
+
+  /**
    * The committed entry of `slot`, or `undefined` if the slot was never written.
    *
    * @throws {NotCommittedError} The slot is only accepted (or its commit is not durable yet).

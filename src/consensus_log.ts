@@ -616,6 +616,17 @@ export class ConsensusLog {
   }
 
   /**
+   * Like {@linkcode ConsensusLog.read}, without copying a committed value: `value` is a view of
+   * the mapped segment, detached (length 0) once the slot is truncated away or the log closes, so
+   * it never reaches unmapped memory. An accepted value is still a copy (region memory is reused).
+   */
+  readView(slot: number): ConsensusEntry | undefined {
+    this.#checkSlot("read", slot);
+    this.#tail.assertOpen("read");
+    return this.#slots.read(slot, this.#readRecord, false);
+  }
+
+  /**
    * The committed entry of `slot`, or `undefined` if the slot was never written.
    *
    * @throws {NotCommittedError} The slot is only accepted (or its commit is not durable yet).

@@ -299,6 +299,7 @@ export class SharedSlots {
   read(
     slot: number,
     readRecord: (address: number) => Uint8Array | undefined,
+    copy = true,
   ): ConsensusEntry | undefined {
     const { index, region, epochs } = this;
     epochs.enter();
@@ -317,7 +318,7 @@ export class SharedSlots {
         };
       }
       const payload = readRecord(index.addressAt(position));
-      return payload === undefined ? undefined : entryFromRecord(payload, true);
+      return payload === undefined ? undefined : entryFromRecord(payload, true, copy);
     } finally {
       epochs.exit();
     }
@@ -368,14 +369,18 @@ export const TYPE_COMMITTED = 1;
 /** Record type of a journaled accept. */
 export const TYPE_ACCEPTED = 2;
 
-/** Decodes a tail record's payload into an entry (the value copied). */
-export function entryFromRecord(payload: Uint8Array, committed: boolean): ConsensusEntry {
+/** Decodes a tail record's payload into an entry (the value copied, or a view if `copy` is false). */
+export function entryFromRecord(
+  payload: Uint8Array,
+  committed: boolean,
+  copy = true,
+): ConsensusEntry {
   const view = new DataView(payload.buffer, payload.byteOffset, ENTRY_HEADER_BYTES);
   return {
     slot: view.getFloat64(0, true),
     ballot: { round: view.getFloat64(8, true), node: view.getUint32(16, true) },
     committed,
-    value: payload.slice(ENTRY_HEADER_BYTES),
+    value: copy ? payload.slice(ENTRY_HEADER_BYTES) : payload.subarray(ENTRY_HEADER_BYTES),
   };
 }
 

@@ -258,6 +258,29 @@ describe("ConsensusLog shared with Workers", () => {
     });
   });
 
+  test("zero-copy readView in the owner and in a Worker; views detach when truncation or detach unmaps", async () => {
+    using dir = tempDir();
+    await using log = await ConsensusLog.open({ dir: dir.path, ...SMALL });
+    const slots = Array.from({ length: 2000 }, (_, i) => i);
+    for (const slot of slots) log.accept(slot, { round: 1, node: 0 }, attemptValue(slot, 1, 0));
+    await log.commitMany(slots);
+    await withWorkers(2, log.share(), async ([a, b]) => {
+      const ownerView = log.readView(5)!.value;
+      assert.deepEqual(ownerView, attemptValue(5, 1, 0));
+      assert.equal(ownerView.buffer.byteLength, SMALL.segmentSizeBytes, "a view of the mapping");
+      const [length, mapped, matches] = await a.call("holdView", { slot: 5 });
+      assert.deepEqual([length, mapped, matches], [ownerView.length, SMALL.segmentSizeBytes, true]);
+      await b.call("holdView", { slot: 1900 });
+      await log.truncatePrefix(1500);
+      assert.equal(ownerView.byteLength, 0, "the owner's view detached with its segment");
+      assert.equal(await a.call("heldViewLength", {}), length, "still mapped in the Worker");
+      assert.equal(await a.call("heldViewLength", { slot: 1600 }), 0, "released below begin");
+      assert.ok((await b.call("heldViewLength", {})) > 0);
+      await b.call("detach");
+      assert.equal(await b.call("heldViewLength", {}), 0, "detach unmaps and detaches");
+    });
+  });
+
   test("the owner closes while Workers read: every Worker gets ClosedError, never a crash", async () => {
     using dir = tempDir();
     const log = await ConsensusLog.open({ dir: dir.path, ...SMALL });
