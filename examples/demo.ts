@@ -1,4 +1,4 @@
-// The main job for a newcomer: `npm start` (Bun) or `deno run -A examples/demo.ts`.
+// A tour of AppendLog's crash safety: `npm run demo` (Bun) or `deno run -A examples/demo.ts`.
 // On the embedded data directory ./data/demo it
 //   1. reopens the log (recovering whatever a previous run left) and reports what it found,
 //   2. appends and durably commits a few entries with a cookie,

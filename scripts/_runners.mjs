@@ -11,7 +11,8 @@ const bin = (name) => join(root, "node_modules", ".bin", name);
 
 /**
  * Permissions the Deno test runs need (unscoped --allow-ffi: a scoped grant breaks pointers;
- * --allow-net only for test/examples_test.ts fetching from the example server on 127.0.0.1).
+ * --allow-net only for test/examples_test.ts and test/server_test.ts fetching from the example
+ * servers on 127.0.0.1).
  */
 export const denoPermissions = [
   "--allow-ffi",
