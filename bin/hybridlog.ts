@@ -365,6 +365,22 @@ async function dump(dir: string, { from, to: toOption, format }: DumpOptions): P
 /**
  * Runs the tool with `args` (without the runtime and script) and returns the exit code.
  * Messages go to stdout (results) and stderr (errors, progress).
+ *
+ * @param args The command line, e.g. `["verify", "./data/orders", "--json"]`.
+ * @returns The exit code: one of {@linkcode EXIT}.
+ *
+ * @example
+ * ```ts
+ * import { AppendLog } from "@hybridlog/hybridlog";
+ * import { EXIT, main } from "@hybridlog/hybridlog/cli";
+ *
+ * const log = await AppendLog.open({ dir: "./data/orders" });
+ * log.enqueue(new TextEncoder().encode("order 1"));
+ * await log.close();
+ *
+ * const exitCode = await main(["verify", "./data/orders"]); // prints a summary line
+ * console.log(exitCode === EXIT.clean); // true
+ * ```
  */
 export async function main(args: readonly string[]): Promise<number> {
   let values: Values;

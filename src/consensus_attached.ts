@@ -62,14 +62,34 @@ function checkHandle(handle: unknown): ConsensusLogHandle {
  *
  * @example
  * ```ts
- * // worker.ts: the owner did `worker.postMessage(log.share())`.
+ * // main.ts: the owner opens the log and shares it with a Worker running worker.ts (below).
  * import { ConsensusLog } from "@hybridlog/hybridlog";
  *
+ * await using log = await ConsensusLog.open({ dir: "./data/acceptor" });
+ * const worker = new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
+ * const committed = new Promise((resolve) => {
+ *   worker.onmessage = (event) => {
+ *     if (event.data === "ready") worker.postMessage(log.share()); // the Worker listens now
+ *     else resolve(event.data);
+ *   };
+ * });
+ * console.log(await committed, log.readCommitted(7)?.committed); // 7 true
+ * worker.terminate();
+ * ```
+ *
+ * ```ts
+ * // file: worker.ts
+ * import { ConsensusLog } from "@hybridlog/hybridlog";
+ *
+ * declare const self: Worker; // this module runs as a Worker
+ *
  * self.onmessage = async (event: MessageEvent) => {
- *   using log = ConsensusLog.attach(event.data);
- *   log.accept(7, { round: 1, node: 2 }, new TextEncoder().encode("v"));
- *   await log.commit(7); // durable when it resolves, through the owner's group commit
+ *   using log = ConsensusLog.attach(event.data); // accepts and reads on shared memory
+ *   log.accept(7, { round: 1, node: 2 }, new TextEncoder().encode("from a Worker"));
+ *   await log.commit(7); // durable when it resolves: the owner's group commit
+ *   self.postMessage(7);
  * };
+ * self.postMessage("ready"); // Bun drops messages that arrive before onmessage is set
  * ```
  */
 export class AttachedConsensusLog {

@@ -19,7 +19,7 @@ import { checkIndex } from "./validate.ts";
 import { EPOCH_WORDS, EpochTable } from "./epoch.ts";
 import type { Ballot } from "./hard_state.ts";
 import { compareBallots } from "./hard_state.ts";
-import { MutableRegion, type RegionBuffers } from "./mutable_region.ts";
+import { MutableRegion } from "./mutable_region.ts";
 import { acceptedWord, SLOT_COMMITTED, SLOT_EMPTY, SlotIndex, wordOffset } from "./slot_index.ts";
 
 /** Version of {@linkcode ConsensusLogHandle}; attach refuses another. */
@@ -30,28 +30,43 @@ export const HANDLE_VERSION = 1;
  * is structured-cloneable: send it with `postMessage` (no transfer list).
  */
 export interface ConsensusLogHandle {
+  /** Marks the object as a handle (a Worker may receive other messages). */
   readonly kind: "hybridlog/consensus-log";
+  /** The handle format; `attach` refuses another version. */
   readonly version: number;
+  /** The log directory (absolute). */
   readonly dir: string;
+  /** The log's random id, checked in every record read. */
   readonly logId: number;
+  /** Size of the segment files. */
   readonly segmentSizeBytes: number;
+  /** Largest value an accept takes. */
   readonly entrySizeBytesMax: number;
+  /** Whether accepts are journaled (then `accept` returns a promise in Workers too). */
   readonly durableAccepts: boolean;
+  /** Size of the mutable region. */
   readonly regionCapacityBytes: number;
-  readonly region: RegionBuffers;
+  /** The mutable region: entry bytes and its allocation state. */
+  readonly region: { readonly data: SharedArrayBuffer; readonly control: SharedArrayBuffer };
+  /** The slot index. */
   readonly index: SharedArrayBuffer;
+  /** The epoch table that protects memory being reused. */
   readonly epochs: SharedArrayBuffer;
+  /** Shared state: the durable range, the promise, closed and failure flags. */
   readonly control: SharedArrayBuffer;
+  /** The ring of Workers' commit and journal requests to the owner. */
   readonly requests: SharedArrayBuffer;
 }
 
 /** An entry of a consensus log. */
 export interface ConsensusEntry {
+  /** The entry's slot. */
   readonly slot: number;
+  /** The ballot it was accepted under. */
   readonly ballot: Ballot;
   /** True once the commit is durable. */
   readonly committed: boolean;
-  /** A copy of the value. */
+  /** The value: a copy, except a committed value from `readView` (a view of the mapped segment). */
   readonly value: Uint8Array;
 }
 

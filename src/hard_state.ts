@@ -27,15 +27,22 @@ const FLAG_HAS_VOTE = 1;
 /** The file name of the hard state. */
 export const HARD_STATE_FILE_NAME = "state";
 
-/** A ballot: compared by round, then node. */
+/**
+ * A ballot (Paxos proposal number): compared by round, then node, so two proposers never share
+ * one.
+ */
 export interface Ballot {
+  /** The round, raised by a proposer that starts over; non-negative integer. */
   readonly round: number;
+  /** The proposing node's id, breaking ties between equal rounds; an integer below 2^32. */
   readonly node: number;
 }
 
-/** Raft's persistent state. */
+/** Raft's persistent state: what a server must have on disk before it answers an RPC. */
 export interface RaftHardState {
+  /** The latest term the server has seen; never decreases. */
   readonly term: number;
+  /** The candidate voted for in `term`, or `undefined` if none yet; fixed once cast. */
   readonly vote: number | undefined;
 }
 

@@ -11,10 +11,14 @@
  *
  * @example
  * ```ts
+ * import { AppendLog } from "./append_log.ts";
  * import { inspectLog, statusOf } from "./inspect.ts";
  *
+ * await using log = await AppendLog.open({ dir: "./data/orders" }); // open: inspecting is safe
+ * log.enqueue(new TextEncoder().encode("order 1"));
+ * await log.commit();
  * const report = inspectLog("./data/orders");
- * console.log(statusOf(report), report.walk?.commitNumber, report.walk?.committedUntilAddress);
+ * console.log(statusOf(report), report.walk?.commitNumber); // clean 1
  * ```
  *
  * @module

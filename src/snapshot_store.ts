@@ -44,7 +44,9 @@ export interface SnapshotInfo {
 
 /** A snapshot that failed validation. */
 export interface SnapshotProblem {
+  /** The snapshot file. */
   readonly path: string;
+  /** What failed, e.g. `data checksum mismatch`. */
   readonly reason: string;
 }
 
@@ -86,7 +88,9 @@ async function* chunksOf(data: SnapshotData): AsyncGenerator<Uint8Array> {
 }
 
 /**
- * Crash-safe snapshots.
+ * Crash-safe snapshots of replicated state, one file per slot: streamed to a temp file, synced,
+ * renamed into place, directory synced. `latest()` skips a damaged or half-written snapshot for
+ * the previous valid one.
  *
  * @example
  * ```ts
@@ -99,6 +103,7 @@ async function* chunksOf(data: SnapshotData): AsyncGenerator<Uint8Array> {
  * ```
  */
 export class SnapshotStore {
+  /** The absolute path of the snapshot directory. */
   readonly dir: string;
   #device: Device;
   #lock: DirectoryLock;
@@ -112,7 +117,14 @@ export class SnapshotStore {
     this.#lock = lock;
   }
 
-  /** Opens (creating) the snapshot directory and removes temp files left by a crash. */
+  /**
+   * Opens (creating) the snapshot directory, locks it, and removes temp files left by a crash.
+   *
+   * @param options `dir`: the directory; `device`: the storage device (default: the file system).
+   * @returns The open store.
+   * @throws {LockedError} Another store holds the directory.
+   * @throws {InvalidArgumentError} `dir` is empty.
+   */
   static open(options: { dir: string; device?: Device }): Promise<SnapshotStore> {
     return Promise.resolve().then(() => {
       if (typeof options?.dir !== "string" || options.dir === "") {
@@ -145,6 +157,22 @@ export class SnapshotStore {
    * Stores a snapshot of the state at `slot`, streaming `data` to disk. Durable (file and
    * directory synced) when it resolves; a crash before that leaves the previous snapshots as they
    * were. A snapshot for the same slot is replaced atomically.
+   *
+   * @param slot The last slot the state includes.
+   * @param data The state: bytes, a `ReadableStream` or an `AsyncIterable` of byte chunks.
+   * @returns The stored snapshot.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotStore } from "@hybridlog/hybridlog";
+   *
+   * await using snapshots = await SnapshotStore.open({ dir: "./data/snapshots" });
+   * async function* rows() { // streamed: never held whole in memory
+   *   for (let i = 0; i < 1000; i++) yield new TextEncoder().encode(`row ${i}\n`);
+   * }
+   * const info = await snapshots.create(5000, rows());
+   * console.log(info.slot, info.sizeBytes); // 5000 7890
+   * ```
    */
   async create(slot: number, data: SnapshotData): Promise<SnapshotInfo> {
     checkIndex("create snapshot", "slot", slot);
@@ -291,6 +319,16 @@ export class SnapshotStore {
   /**
    * Streams the data of the snapshot of `slot`, chunk by chunk (never whole in memory). The stream
    * errors with `CorruptionError` if the bytes read do not match the stored checksum.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotStore } from "@hybridlog/hybridlog";
+   *
+   * await using snapshots = await SnapshotStore.open({ dir: "./data/snapshots" });
+   * await snapshots.create(100, new TextEncoder().encode("state at slot 100"));
+   * const latest = await snapshots.latest();
+   * if (latest) console.log(await new Response(snapshots.open(latest.slot)).text());
+   * ```
    */
   open(slot: number): ReadableStream<Uint8Array> {
     checkIndex("read snapshot", "slot", slot);
@@ -335,7 +373,11 @@ export class SnapshotStore {
     });
   }
 
-  /** Deletes all but the newest `keep` valid snapshots, and every damaged one. */
+  /**
+   * Deletes all but the newest `keep` valid snapshots, and every damaged one.
+   *
+   * @returns How many files were deleted.
+   */
   async prune(options: { keep: number }): Promise<number> {
     const keep = checkSizeOption(
       "prune snapshots",
@@ -380,7 +422,9 @@ export class SnapshotStore {
 
 /** Options of {@linkcode recover}. */
 export interface RecoverOptions {
+  /** The log whose committed entries are replayed after the snapshot. */
   log: ConsensusLog;
+  /** Where the snapshots of that log's state are. */
   snapshots: SnapshotStore;
   /** Restores the state from the latest valid snapshot (called at most once). */
   onSnapshot?: (snapshot: SnapshotInfo, data: ReadableStream<Uint8Array>) => void | Promise<void>;
@@ -399,6 +443,36 @@ export interface RecoverResult {
 /**
  * Restores replicated state: the latest valid snapshot, then every committed entry after its slot
  * in slot order. Correct after a crash at any point of "snapshot, then `truncatePrefix`".
+ *
+ * @param options The log, the snapshots, and what to do with each.
+ * @returns Which snapshot was restored and how many entries were replayed after it.
+ *
+ * @example
+ * ```ts
+ * import { ConsensusLog, recover, SnapshotStore } from "@hybridlog/hybridlog";
+ *
+ * await using log = await ConsensusLog.open({ dir: "./data/counter/log" });
+ * await using snapshots = await SnapshotStore.open({ dir: "./data/counter/snapshots" });
+ * const encode = (n: number) => new TextEncoder().encode(String(n));
+ * for (let slot = 1; slot <= 3; slot++) log.accept(slot, { round: 1, node: 1 }, encode(slot));
+ * await log.commitMany([1, 2, 3]);
+ * await snapshots.create(2, encode(1 + 2)); // the state after slot 2: the sum so far
+ * await log.truncatePrefix(3); // slots 1 and 2 are in the snapshot
+ *
+ * // After a restart: the snapshot, then the entries after it.
+ * let sum = 0;
+ * const result = await recover({
+ *   log,
+ *   snapshots,
+ *   onSnapshot: async (_info, data) => {
+ *     sum = Number(await new Response(data).text());
+ *   },
+ *   onEntry: (entry) => {
+ *     sum += Number(new TextDecoder().decode(entry.value));
+ *   },
+ * });
+ * console.log(sum, result); // 6 { snapshotSlot: 2, entriesReplayed: 1 }
+ * ```
  */
 export async function recover(options: RecoverOptions): Promise<RecoverResult> {
   const { log, snapshots, onSnapshot, onEntry } = options;
