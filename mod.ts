@@ -78,3 +78,9 @@ export {
   SnapshotStore,
 } from "./src/snapshot_store.ts";
 export { LeaseLeakError } from "./src/errors.ts";
+export {
+  defaultMetrics,
+  type HistogramSnapshot,
+  Metrics,
+  type MetricsSnapshot,
+} from "./src/metrics.ts";

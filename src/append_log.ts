@@ -14,6 +14,7 @@ import {
 } from "./constants.ts";
 import type { Device } from "./device.ts";
 import { ClosedError, InvalidArgumentError } from "./errors.ts";
+import type { Metrics, NumberSeries } from "./metrics.ts";
 import { RecordKind } from "./record_format.ts";
 import { type CommitPoint, type Durability, DurableTail } from "./tail.ts";
 import { checkLogOptions } from "./log_options.ts";
@@ -40,6 +41,8 @@ export interface AppendLogOptions {
   checkpointIntervalBytes?: number;
   /** The storage device (default: the real file system). Tests inject faulty devices here. */
   device?: Device;
+  /** The metrics registry the log records into (default `defaultMetrics`). */
+  metrics?: Metrics;
 }
 
 /** An entry returned by {@linkcode AppendLog.scan} and {@linkcode AppendLog.tail}. */
@@ -103,10 +106,12 @@ export class AppendLog {
   #tail: DurableTail;
   #entrySizeBytesMax: number;
   #completed = false;
+  #appends: NumberSeries;
 
   private constructor(tail: DurableTail, entrySizeBytesMax: number) {
     this.#tail = tail;
     this.#entrySizeBytesMax = entrySizeBytesMax;
+    this.#appends = tail.metrics.appends();
   }
 
   /**
@@ -136,8 +141,11 @@ export class AppendLog {
         0,
         entryLimit,
       );
+      const startedMs = performance.now();
       const tail = DurableTail.open(common);
-      return new AppendLog(tail, entrySizeBytesMax);
+      const log = new AppendLog(tail, entrySizeBytesMax);
+      tail.metrics.recovered(startedMs, tail.recoveredTruncatedTail);
+      return log;
     });
   }
 
@@ -197,7 +205,9 @@ export class AppendLog {
     checkBytes("enqueue", "entry", bytes, this.#entrySizeBytesMax);
     this.#assertEnqueue("enqueue");
     this.#tail.prepareOne(bytes.length);
-    return this.#tail.append(RecordKind.entry, [bytes], bytes.length);
+    const address = this.#tail.append(RecordKind.entry, [bytes], bytes.length);
+    this.#appends.value++;
+    return address;
   }
 
   /**
@@ -208,7 +218,9 @@ export class AppendLog {
     checkBytes("enqueue", "entry", bytes, this.#entrySizeBytesMax);
     this.#assertEnqueue("enqueue");
     const address = this.#tail.append(RecordKind.entry, [bytes], bytes.length, false);
-    return address < 0 ? undefined : address;
+    if (address < 0) return undefined;
+    this.#appends.value++;
+    return address;
   }
 
   /**
@@ -228,7 +240,11 @@ export class AppendLog {
     );
     this.#assertEnqueue("enqueue batch");
     this.#tail.prepare(entries.map((entry) => entry.length));
-    return entries.map((entry) => this.#tail.append(RecordKind.entry, [entry], entry.length));
+    const addresses = entries.map((entry) =>
+      this.#tail.append(RecordKind.entry, [entry], entry.length)
+    );
+    this.#appends.value += entries.length;
+    return addresses;
   }
 
   /**

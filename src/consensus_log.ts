@@ -24,6 +24,7 @@ import { SLOT_COMMITTED, SLOT_EMPTY, wordOffset } from "./slot_index.ts";
 import { type Durability, DurableTail, type TailStats } from "./tail.ts";
 import { fsDevice } from "./fs_device.ts";
 import { checkLogOptions } from "./log_options.ts";
+import { LOG_LABEL, type Metrics, type NumberSeries } from "./metrics.ts";
 import { checkBytes, checkIndex, checkSizeOption, runNow } from "./validate.ts";
 import {
   AcceptResult,
@@ -73,6 +74,8 @@ export interface ConsensusLogOptions {
   checkpointIntervalBytes?: number;
   /** The storage device (default: the real file system). */
   device?: Device;
+  /** The metrics registry the log records into (default `defaultMetrics`). */
+  metrics?: Metrics;
 }
 
 /** Options of {@linkcode ConsensusLog.committed}. */
@@ -141,6 +144,7 @@ export class ConsensusLog {
   #converted: Promise<void> = Promise.resolve();
   /** Workers' requests being carried out (close waits for them). */
   #inFlight = new Set<Promise<void>>();
+  #accepts: NumberSeries;
 
   private constructor(
     tail: DurableTail,
@@ -155,6 +159,8 @@ export class ConsensusLog {
     this.#durableAccepts = durableAccepts;
     this.#entrySizeBytesMax = entrySizeBytesMax;
     this.#indexCheckpointAddress = tail.beginAddress;
+    this.#accepts = tail.metrics.accepts();
+    tail.metrics.watchRegion(slots.region);
   }
 
   /**
@@ -195,7 +201,13 @@ export class ConsensusLog {
         entryLimit,
       );
       const durability = common.durability;
-      const tail = DurableTail.open(common);
+      // A LogManager labels its logs' series with their names.
+      const label = (options as { [LOG_LABEL]?: unknown })[LOG_LABEL];
+      const startedMs = performance.now();
+      const tail = DurableTail.open({
+        ...common,
+        metricsLabel: typeof label === "string" ? label : undefined,
+      });
       try {
         const hard = HardStateStore.open(tail.device, tail.dir, tail.logId, durability !== "none");
         const log = new ConsensusLog(
@@ -209,6 +221,7 @@ export class ConsensusLog {
         const promised = hard.state.promised;
         if (promised) slots.control.setPromise(promised);
         log.#publishCommits();
+        tail.metrics.recovered(startedMs, tail.recoveredTruncatedTail);
         return log;
       } catch (error) {
         return tail.close().then(() => Promise.reject(error), () => Promise.reject(error));
@@ -328,6 +341,7 @@ export class ConsensusLog {
       this.#tail.prepareOne(ENTRY_HEADER_BYTES + value.length);
     }
     if (this.#slots.accept(what, slot, b, value) === AcceptResult.full) return false;
+    this.#accepts.value++;
     if (!this.#durableAccepts) return true;
     this.#journaled.set(slot, this.#appendRecord(TYPE_ACCEPTED, slot, b, value));
     return this.#tail.commit().then(() => {});

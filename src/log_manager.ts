@@ -17,6 +17,7 @@ import { ConsensusLog, type ConsensusLogOptions } from "./consensus_log.ts";
 import type { Device } from "./device.ts";
 import { ClosedError, InvalidArgumentError, LeaseLeakError } from "./errors.ts";
 import { fsDevice } from "./fs_device.ts";
+import { checkMetrics, LOG_LABEL, ManagerMetrics } from "./metrics.ts";
 import { checkSizeOption } from "./validate.ts";
 
 /** Longest name, in bytes (UTF-8 for strings). */
@@ -138,6 +139,7 @@ export class LogManager {
   #tick = 0;
   #drained: Array<() => void> = [];
   #syncs: boolean;
+  #metrics: ManagerMetrics;
 
   /** @param options Where the logs live, limits, and options for every log. */
   constructor(options: LogManagerOptions) {
@@ -165,6 +167,7 @@ export class LogManager {
       0,
       Number.MAX_SAFE_INTEGER,
     );
+    this.#metrics = new ManagerMetrics(checkMetrics(what, options.metrics), this.dir);
     this.#logOptions = {
       segmentSizeBytes: MANAGED_SEGMENT_SIZE_BYTES,
       mutableSizeBytes: MANAGED_MUTABLE_SIZE_BYTES,
@@ -245,7 +248,13 @@ export class LogManager {
   async #open(entry: Entry, encoded: Uint8Array): Promise<ConsensusLog> {
     const path = join(this.dir, entry.key);
     this.#refuseSymlink(path);
-    const log = await ConsensusLog.open({ ...this.#logOptions, dir: path });
+    // Series are labelled with the log's name when it is a string, else with its directory.
+    const options: ConsensusLogOptions & { [LOG_LABEL]?: string } = {
+      ...this.#logOptions,
+      dir: path,
+      [LOG_LABEL]: typeof entry.name === "string" ? entry.name : undefined,
+    };
+    const log = await ConsensusLog.open(options);
     try {
       const namePath = join(path, NAME_FILE);
       if (!this.#device.exists(namePath)) await this.#writeName(path, encoded);
@@ -304,6 +313,7 @@ export class LogManager {
       count--;
       mapped -= entry.log!.mappedBytes;
       this.#evictions++;
+      this.#metrics.evictions.value++;
       closing.push(this.#close(entry));
     }
     await Promise.all(closing);
@@ -382,6 +392,7 @@ export class LogManager {
     }
     const entries = [...this.#entries.values()];
     await Promise.all(entries.filter((e) => e.log && e.leases === 0).map((e) => this.#close(e)));
+    this.#metrics.release();
     const leaked = entries.filter((e) => e.leases > 0);
     if (leaked.length) throw new LeaseLeakError(leaked.map((e) => e.name), timeoutMs);
   }

@@ -16,6 +16,7 @@ import {
 import type { Device } from "./device.ts";
 import { InvalidArgumentError } from "./errors.ts";
 import { fsDevice } from "./fs_device.ts";
+import { checkMetrics, type Metrics } from "./metrics.ts";
 import type { Durability, TailOptions } from "./tail.ts";
 import { checkChoice, checkSizeOption } from "./validate.ts";
 
@@ -27,6 +28,7 @@ export interface CommonLogOptions {
   bufferSizeBytes?: number;
   checkpointIntervalBytes?: number;
   device?: Device;
+  metrics?: Metrics;
 }
 
 /** Checks the shared options (throwing `InvalidArgumentError`) and fills in defaults. */
@@ -40,6 +42,7 @@ export function checkLogOptions(
   return {
     dir: resolve(options.dir),
     device: options.device ?? fsDevice,
+    metrics: checkMetrics(what, options.metrics),
     durability: checkChoice(what, "durability", options.durability, "data", [
       "none",
       "data",

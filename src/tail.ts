@@ -10,6 +10,7 @@ import { type Checkpoint, writeCheckpoint } from "./checkpoint.ts";
 import { RECORD_HEADER_BYTES } from "./constants.ts";
 import type { Device, DeviceFile, DirectoryLock } from "./device.ts";
 import { ClosedError, CorruptionError, PoisonedError } from "./errors.ts";
+import { LogMetrics, type Metrics } from "./metrics.ts";
 import {
   headerKind,
   headerLength,
@@ -42,6 +43,10 @@ export interface TailOptions {
   segmentSizeBytes: number;
   bufferSizeBytes: number;
   checkpointIntervalBytes: number;
+  /** The registry the log records into. */
+  metrics: Metrics;
+  /** The `log` label of its series (default: `dir`). */
+  metricsLabel?: string;
 }
 
 /** A record found by iteration. */
@@ -80,6 +85,8 @@ export class DurableTail {
   readonly durability: Durability;
   readonly segmentSizeBytes: number;
   readonly logId: number;
+  /** The log's series in its metrics registry, released at close. */
+  readonly metrics: LogMetrics;
   #device: Device;
   #lock: DirectoryLock;
   #segments: SegmentSet;
@@ -140,6 +147,7 @@ export class DurableTail {
     this.#recoveredTruncatedTail = recovered.truncatedTail;
     this.#cleanOnDisk = recovered.checkpoint.clean &&
       recovered.checkpoint.committedUntilAddress === recovered.tailAddress;
+    this.metrics = new LogMetrics(options.metrics, options.metricsLabel ?? options.dir);
   }
 
   /** Locks `dir`, recovers (or creates) the log in it, and returns its tail. */
@@ -356,6 +364,7 @@ export class DurableTail {
     }
     segment.dirty = true;
     this.#stats.bytesWritten += bytes.length;
+    this.metrics.writtenBytes.value += bytes.length;
   }
 
   /**
@@ -409,6 +418,7 @@ export class DurableTail {
    */
   commit(cookie?: Uint8Array): Promise<CommitPoint> {
     this.assertWritable("commit");
+    this.metrics.commitsRequested.value++;
     if (cookie !== undefined) this.#pendingCookie = cookie.slice();
     else if (this.idle) return Promise.resolve(this.commitPoint);
     return new Promise((resolve, reject) => {
@@ -427,6 +437,7 @@ export class DurableTail {
         this.#waiting = [];
         try {
           const point = await this.#cycle();
+          this.metrics.groupSize.observe(waiters.length);
           for (const waiter of waiters) waiter.resolve(point);
         } catch (error) {
           for (const waiter of waiters.concat(this.#waiting.splice(0))) waiter.reject(error);
@@ -450,16 +461,19 @@ export class DurableTail {
     const until = this.#tailAddress;
     const begin = this.#beginAddress;
     this.flush();
+    const syncStartedMs = performance.now();
     try {
       await this.#syncSegments();
     } catch (error) {
       this.#poison = error;
       throw error;
     }
+    if (synced) this.metrics.syncSeconds.observe((performance.now() - syncStartedMs) / 1000);
     this.#commitNumber = commitNumber;
     this.#committedUntilAddress = until;
     if (cookie) this.#cookie = cookie;
     this.#stats.commits++;
+    this.metrics.commitCycles.value++;
     if (
       begin !== this.#durableBeginAddress ||
       until - this.#checkpointAddress >= this.#checkpointIntervalBytes
@@ -681,6 +695,7 @@ export class DurableTail {
       this.#segments.closeAll();
       this.#checkpointFile.close();
       this.#lock.release();
+      this.metrics.release();
     }
     if (failure !== undefined) throw failure;
   }
