@@ -1,6 +1,18 @@
 /**
  * hybridlog: a persistent, recoverable hybrid log for consensus protocols and durable queues, for
- * Bun and Deno.
+ * Bun and Deno. New entries are staged in memory; committed ones move to an immutable tail of
+ * segment files, made durable by group commit (`fdatasync` off the JS thread) and read back
+ * zero-copy through `mmap`.
+ *
+ * - {@linkcode AppendLog}: a FasterLog-style log addressed by byte offset, for durable queues
+ *   and event logs.
+ * - {@linkcode ConsensusLog}: accept, commit and read by slot under ballots, with durable accepts,
+ *   a durable promise and Raft's term and vote: the log of a Paxos acceptor or a Raft server.
+ *   Workers attach to it ({@linkcode ConsensusLog.share}, {@linkcode AttachedConsensusLog}).
+ * - {@linkcode LogManager}: many named consensus logs, leased and evicted least recently used.
+ * - {@linkcode SnapshotStore} and {@linkcode recover}: crash-safe snapshots, and restoring state
+ *   from the latest one plus the log after it.
+ * - {@linkcode HybridLogError} and its subclasses: every operating error, with a stable `code`.
  *
  * @example
  * ```ts

@@ -75,22 +75,34 @@ export interface TailIterationOptions {
   signal?: AbortSignal;
 }
 
-/** Counters of an open log. */
+/** Counters of an open log (counts since it was opened, positions as of now). */
 export interface AppendLogStats {
+  /** Lowest readable address. */
   readonly beginAddress: number;
+  /** Every entry below this address is committed. */
   readonly committedUntilAddress: number;
+  /** The address the next entry will get. */
   readonly tailAddress: number;
+  /** Number of the latest commit. */
   readonly commitNumber: number;
+  /** Commit cycles completed (each may serve many `commit()` calls). */
   readonly commits: number;
+  /** File and directory syncs issued. */
   readonly syncs: number;
+  /** Staging-buffer write-outs. */
   readonly flushes: number;
+  /** Checkpoints written. */
   readonly checkpoints: number;
+  /** Bytes written to segment files. */
   readonly bytesWritten: number;
+  /** Bytes of segment files mapped for reading. */
   readonly mappedBytes: number;
 }
 
 /**
- * A persistent, recoverable append-only log (FasterLog-style).
+ * A persistent, recoverable append-only log (FasterLog-style). Entries get logical byte addresses;
+ * `commit()` makes everything enqueued before it durable with one shared sync; a reopened log has
+ * exactly its committed entries.
  *
  * @example
  * ```ts
@@ -213,6 +225,9 @@ export class AppendLog {
   /**
    * Like {@linkcode AppendLog.enqueue}, but returns `undefined` instead of doing I/O (a full
    * staging buffer or a segment roll-over).
+   *
+   * @param bytes The entry.
+   * @returns The entry's address, or `undefined` if appending it would need I/O.
    */
   tryEnqueue(bytes: Uint8Array): number | undefined {
     checkBytes("enqueue", "entry", bytes, this.#entrySizeBytesMax);
@@ -227,6 +242,7 @@ export class AppendLog {
    * Appends entries as one unit: all or nothing, also after a crash (a commit marker only ever
    * follows the whole batch). Every entry is checked before anything is written.
    *
+   * @param entries The entries, in order.
    * @returns The entries' addresses, in order.
    */
   enqueueBatch(entries: readonly Uint8Array[]): number[] {
@@ -255,6 +271,22 @@ export class AppendLog {
    * @returns The commit point reached.
    * @throws {PoisonedError} An earlier write or sync failed; reopen the log.
    * @throws {IoError} The write or sync of this commit failed (the log is poisoned after it).
+   *
+   * @example
+   * ```ts
+   * import { AppendLog } from "@hybridlog/hybridlog";
+   *
+   * // A consumer keeps its position in the log itself: the cookie commits with the entries.
+   * const dir = "./data/queue";
+   * const log = await AppendLog.open({ dir });
+   * log.enqueue(new TextEncoder().encode("job 1"));
+   * const point = await log.commit({ cookie: new TextEncoder().encode("consumed up to 0") });
+   * console.log(point.commitNumber); // 1
+   * await log.close();
+   *
+   * await using reopened = await AppendLog.open({ dir });
+   * console.log(new TextDecoder().decode(reopened.cookie)); // consumed up to 0
+   * ```
    */
   commit(options?: { cookie?: Uint8Array }): Promise<CommitPoint> {
     return runNow(() => {
@@ -268,6 +300,8 @@ export class AppendLog {
   /**
    * Resolves once everything below `address` (default: the current tail) is committed by some
    * commit; it does not start one.
+   *
+   * @param address An entry's address; the wait covers that entry.
    */
   waitForCommit(address?: number): Promise<void> {
     return runNow(() => {
@@ -279,7 +313,12 @@ export class AppendLog {
     });
   }
 
-  /** Enqueues `bytes`, commits, and resolves with the entry's address once durable. */
+  /**
+   * Enqueues `bytes`, commits, and resolves with the entry's address once durable.
+   *
+   * @param bytes The entry.
+   * @returns The entry's address.
+   */
   async enqueueAndWaitForCommit(bytes: Uint8Array): Promise<number> {
     const address = this.enqueue(bytes);
     await this.#tail.commit();
@@ -304,6 +343,8 @@ export class AppendLog {
    * Reads the entry at `address` as a copy; `undefined` below `beginAddress` or at/after
    * `tailAddress`. Entries not yet committed are readable too.
    *
+   * @param address An entry's address, as returned by `enqueue`.
+   * @returns A copy of the entry, or `undefined` outside `[beginAddress, tailAddress)`.
    * @throws {InvalidArgumentError} `address` is not a non-negative integer or not an entry's.
    * @throws {CorruptionError} The stored entry fails its checksum.
    */
@@ -315,6 +356,9 @@ export class AppendLog {
    * Reads the entry at `address` without copying: a view of the mapped segment, detached (length 0)
    * once the entry is truncated or the log closes, so it can never reach unmapped memory. Entries
    * still in the staging buffer are returned as copies.
+   *
+   * @param address An entry's address, as returned by `enqueue`.
+   * @returns A view of the entry, or `undefined` outside `[beginAddress, tailAddress)`.
    */
   readView(address: number): Uint8Array | undefined {
     const payload = this.#locateEntry("read", address);
@@ -332,7 +376,21 @@ export class AppendLog {
    * Iterates entries in `[from, to)` in address order (default: every committed entry). Values are
    * zero-copy views (see {@linkcode LogEntry}).
    *
+   * @param options `from` (an entry's address) and `to` (exclusive).
+   * @returns The entries, each with the address of the next one to resume from.
    * @throws {CorruptionError} An entry fails validation.
+   *
+   * @example
+   * ```ts
+   * import { AppendLog } from "@hybridlog/hybridlog";
+   *
+   * await using log = await AppendLog.open({ dir: "./data/events" });
+   * log.enqueueBatch(["created", "paid", "shipped"].map((e) => new TextEncoder().encode(e)));
+   * await log.commit();
+   * for (const { address, value } of log.scan()) {
+   *   console.log(address, new TextDecoder().decode(value)); // copy `value` to keep it
+   * }
+   * ```
    */
   *scan(options: ScanOptions = {}): Generator<LogEntry> {
     this.#tail.assertOpen("scan");
@@ -345,6 +403,25 @@ export class AppendLog {
   /**
    * Iterates committed entries from `from`, then waits for new commits and yields them as they
    * land. Ends when `signal` aborts, the log is completed and drained, or the log closes.
+   *
+   * @param options `from`: the first address (default `beginAddress`); `signal` ends it.
+   * @returns The committed entries, then each new one as its commit becomes durable.
+   *
+   * @example
+   * ```ts
+   * import { AppendLog } from "@hybridlog/hybridlog";
+   *
+   * await using log = await AppendLog.open({ dir: "./data/events" });
+   * const consumer = (async () => {
+   *   for await (const entry of log.tail()) console.log(new TextDecoder().decode(entry.value));
+   * })();
+   * for (const event of ["created", "paid"]) {
+   *   log.enqueue(new TextEncoder().encode(event));
+   *   await log.commit(); // the consumer sees the entry once it is durable
+   * }
+   * await log.complete(); // no more entries: the tail ends after the last one
+   * await consumer;
+   * ```
    */
   async *tail(options: TailIterationOptions = {}): AsyncGenerator<LogEntry> {
     this.#tail.assertOpen("tail");
@@ -372,6 +449,21 @@ export class AppendLog {
   /**
    * Frees the log below `address` (an entry's address, or `committedUntilAddress`): it reads as
    * `undefined` at once, and whole segments below it are removed after the next commit.
+   *
+   * @param address The new begin address.
+   * @throws {InvalidArgumentError} `address` is past `committedUntilAddress` or not an entry's.
+   *
+   * @example
+   * ```ts
+   * import { AppendLog } from "@hybridlog/hybridlog";
+   *
+   * await using log = await AppendLog.open({ dir: "./data/queue" });
+   * const first = log.enqueue(new TextEncoder().encode("job 1"));
+   * const second = log.enqueue(new TextEncoder().encode("job 2"));
+   * await log.commit();
+   * log.truncateUntil(second); // job 1 is done
+   * console.log(log.read(first), log.beginAddress === second); // undefined true
+   * ```
    */
   truncateUntil(address: number): void {
     checkIndex("truncate", "address", address);

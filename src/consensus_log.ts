@@ -21,7 +21,7 @@ import { readIndexCheckpoint, writeIndexCheckpoint } from "./index_checkpoint.ts
 import { REGION_ENTRY_HEADER_BYTES } from "./mutable_region.ts";
 import { RecordKind } from "./record_format.ts";
 import { SLOT_COMMITTED, SLOT_EMPTY, wordOffset } from "./slot_index.ts";
-import { type Durability, DurableTail, type TailStats } from "./tail.ts";
+import { type Durability, DurableTail } from "./tail.ts";
 import { fsDevice } from "./fs_device.ts";
 import { checkLogOptions } from "./log_options.ts";
 import { LOG_LABEL, type Metrics, type NumberSeries } from "./metrics.ts";
@@ -94,14 +94,31 @@ export interface ConsensusTailOptions {
   signal?: AbortSignal;
 }
 
-/** Counters and fill levels of a consensus log. */
-export interface ConsensusLogStats extends TailStats {
+/** Counters and fill levels of a consensus log (counts since it was opened, levels as of now). */
+export interface ConsensusLogStats {
+  /** Commit cycles completed (each may serve many `commit()` calls). */
+  readonly commits: number;
+  /** File and directory syncs issued. */
+  readonly syncs: number;
+  /** Staging-buffer write-outs. */
+  readonly flushes: number;
+  /** Bytes written to segment files. */
+  readonly bytesWritten: number;
+  /** Tail checkpoints written. */
+  readonly checkpoints: number;
+  /** Slots holding an accepted, uncommitted entry. */
   readonly acceptedCount: number;
+  /** Slots holding a committed entry (below a truncation point they are gone). */
   readonly committedCount: number;
+  /** Bytes of the mutable region held by accepted entries. */
   readonly regionLiveBytes: number;
+  /** Bytes of the mutable region allocated, live or awaiting reuse. */
   readonly regionUsedBytes: number;
+  /** Size of the mutable region (`mutableSizeBytes`, rounded to whole chunks). */
   readonly regionCapacityBytes: number;
+  /** Every record of the durable tail below this address is committed. */
   readonly committedUntilAddress: number;
+  /** Bytes of segment files mapped for reading. */
   readonly mappedBytes: number;
   /** Bytes of log the last open verified and replayed (what the index checkpoint did not cover). */
   readonly recoveryReplayedBytes: number;
@@ -110,7 +127,10 @@ export interface ConsensusLogStats extends TailStats {
 }
 
 /**
- * A consensus log: accept, commit and read by slot.
+ * A consensus log: accept, commit and read by slot. An accepted entry may be replaced under an
+ * equal or higher ballot; a committed one is durable and never changes. With `durableAccepts`
+ * and {@linkcode ConsensusLog.promise} it is a correct Paxos acceptor; with
+ * {@linkcode ConsensusLog.setHardState} it keeps a Raft server's log, term and vote.
  *
  * @example
  * ```ts
@@ -168,6 +188,8 @@ export class ConsensusLog {
    * verifies only the records after it, restores journaled accepts (`durableAccepts`), and reads
    * the promised ballot and hard state.
    *
+   * @param options Where and how to open.
+   * @returns The open log.
    * @throws {LockedError} Another open log holds the directory.
    * @throws {CorruptionError} Durable data failed validation.
    * @throws {InvalidArgumentError} An option is out of range.
@@ -232,8 +254,11 @@ export class ConsensusLog {
   /**
    * Attaches to a log shared by {@linkcode ConsensusLog.share} from another thread (inside a
    * Worker): accepts and reads go straight to shared memory and this thread's own mappings of
-   * the segment files; commits are carried out by the owner's group commit.
+   * the segment files; commits are carried out by the owner's group commit. See
+   * {@linkcode ConsensusLog.share} for an example.
    *
+   * @param handle What the owner's `share()` returned, received by `postMessage`.
+   * @returns The attached log; `detach()` it (or `using`) when done.
    * @throws {InvalidArgumentError} `handle` is not a handle of this version.
    */
   static attach(handle: ConsensusLogHandle): AttachedConsensusLog {
@@ -361,11 +386,27 @@ export class ConsensusLog {
    * Accepts `value` for `slot` under `ballot`: stores it, or replaces the slot's accepted entry,
    * if `ballot` is not lower than the one held nor than the promised ballot.
    *
+   * @param slot Any non-negative safe integer; slots may be accepted in any order.
+   * @param ballot The proposer's ballot (Raft: `{ round: term, node: leader }`).
+   * @param value The entry's bytes, copied at once.
    * @returns `undefined`; with `durableAccepts`, a promise that resolves once the accept is durable.
    * @throws {BallotError} The ballot is lower than the held or promised one.
    * @throws {AlreadyCommittedError} The slot is committed.
    * @throws {RegionFullError} The mutable region has no room (commit, then retry).
    * @throws {InvalidArgumentError} Bad slot, ballot or value; nothing changed.
+   *
+   * @example
+   * ```ts
+   * import { ConsensusLog } from "@hybridlog/hybridlog";
+   *
+   * await using log = await ConsensusLog.open({ dir: "./data/acceptor" });
+   * const text = new TextEncoder();
+   * log.accept(1, { round: 1, node: 1 }, text.encode("x = 1"));
+   * log.accept(1, { round: 2, node: 3 }, text.encode("x = 2")); // a higher ballot replaces it
+   * const entry = log.read(1);
+   * console.log(entry?.ballot, new TextDecoder().decode(entry?.value));
+   * // { round: 2, node: 3 } x = 2
+   * ```
    */
   accept(slot: number, ballot: Ballot, value: Uint8Array): Promise<void> | undefined {
     const result = this.#accept("accept", slot, ballot, value);
@@ -377,6 +418,11 @@ export class ConsensusLog {
    * Like {@linkcode ConsensusLog.accept}, but returns `false` instead of throwing
    * `RegionFullError`; `true` (or, with `durableAccepts`, a promise resolving once durable) when
    * accepted.
+   *
+   * @param slot The slot.
+   * @param ballot The proposer's ballot.
+   * @param value The entry's bytes.
+   * @returns `false` if the region is full, else `true` (a promise with `durableAccepts`).
    */
   tryAccept(slot: number, ballot: Ballot, value: Uint8Array): boolean | Promise<void> {
     return this.#accept("accept", slot, ballot, value);
@@ -389,7 +435,9 @@ export class ConsensusLog {
    * Resolves once durable; concurrent commits share one sync. Committing a committed slot
    * resolves (re-delivered commit messages are harmless).
    *
+   * @param slot An accepted (or committed) slot.
    * @throws {SlotNotFoundError} The slot holds no accepted entry (nothing changed).
+   * @throws {PoisonedError} An earlier write or sync failed; reopen the log.
    */
   commit(slot: number): Promise<void> {
     return runNow(() => {
@@ -398,7 +446,12 @@ export class ConsensusLog {
     });
   }
 
-  /** Commits every slot in `slots` with one sync; all are checked before any moves. */
+  /**
+   * Commits every slot in `slots` with one sync; all are checked before any moves.
+   *
+   * @param slots Accepted (or committed) slots, in any order.
+   * @throws {SlotNotFoundError} A slot holds no accepted entry (nothing changed).
+   */
   commitMany(slots: readonly number[]): Promise<void> {
     return runNow(() => {
       if (!Array.isArray(slots)) {
@@ -536,7 +589,40 @@ export class ConsensusLog {
    * serves commits (and journaled accepts) that attached Workers request. Only logs on the real
    * file system can be shared.
    *
+   * @returns The handle, the same one on every call.
    * @throws {InvalidArgumentError} The log runs on a test device.
+   *
+   * @example
+   * ```ts
+   * // main.ts: the owner opens the log and shares it with a Worker running worker.ts (below).
+   * import { ConsensusLog } from "@hybridlog/hybridlog";
+   *
+   * await using log = await ConsensusLog.open({ dir: "./data/acceptor" });
+   * const worker = new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
+   * const committed = new Promise((resolve) => {
+   *   worker.onmessage = (event) => {
+   *     if (event.data === "ready") worker.postMessage(log.share()); // the Worker listens now
+   *     else resolve(event.data);
+   *   };
+   * });
+   * console.log(await committed, log.readCommitted(7)?.committed); // 7 true
+   * worker.terminate();
+   * ```
+   *
+   * ```ts
+   * // file: worker.ts
+   * import { ConsensusLog } from "@hybridlog/hybridlog";
+   *
+   * declare const self: Worker; // this module runs as a Worker
+   *
+   * self.onmessage = async (event: MessageEvent) => {
+   *   using log = ConsensusLog.attach(event.data); // accepts and reads on shared memory
+   *   log.accept(7, { round: 1, node: 2 }, new TextEncoder().encode("from a Worker"));
+   *   await log.commit(7); // durable when it resolves: the owner's group commit
+   *   self.postMessage(7);
+   * };
+   * self.postMessage("ready"); // Bun drops messages that arrive before onmessage is set
+   * ```
    */
   share(): ConsensusLogHandle {
     this.#tail.assertWritable("share");
@@ -622,7 +708,13 @@ export class ConsensusLog {
 
   #readRecord = (address: number): Uint8Array => this.#tail.recordExpectedAt(address).payload;
 
-  /** The entry of `slot`, committed or only accepted, or `undefined` if never written. */
+  /**
+   * The entry of `slot`, committed or only accepted, or `undefined` if never written (or
+   * truncated).
+   *
+   * @param slot The slot.
+   * @returns A copy of the entry, with `committed` telling which.
+   */
   read(slot: number): ConsensusEntry | undefined {
     this.#checkSlot("read", slot);
     this.#tail.assertOpen("read");
@@ -633,6 +725,9 @@ export class ConsensusLog {
    * Like {@linkcode ConsensusLog.read}, without copying a committed value: `value` is a view of
    * the mapped segment, detached (length 0) once the slot is truncated away or the log closes, so
    * it never reaches unmapped memory. An accepted value is still a copy (region memory is reused).
+   *
+   * @param slot The slot.
+   * @returns The entry; copy a committed `value` to keep it past truncation or close.
    */
   readView(slot: number): ConsensusEntry | undefined {
     this.#checkSlot("read", slot);
@@ -643,6 +738,8 @@ export class ConsensusLog {
   /**
    * The committed entry of `slot`, or `undefined` if the slot was never written.
    *
+   * @param slot The slot.
+   * @returns A copy of the committed entry.
    * @throws {NotCommittedError} The slot is only accepted (or its commit is not durable yet).
    */
   readCommitted(slot: number): ConsensusEntry | undefined {
@@ -651,13 +748,34 @@ export class ConsensusLog {
     return entry;
   }
 
-  /** Every entry still in the mutable region, in accept order (Paxos phase-1 recovery). */
+  /**
+   * Every entry still in the mutable region, in accept order: what a new leader must learn in
+   * Paxos phase 1, or a Raft follower's entries beyond its commit index.
+   *
+   * @returns Copies of the accepted, uncommitted entries.
+   */
   *uncommitted(): Generator<ConsensusEntry> {
     this.#tail.assertOpen("list uncommitted entries");
     yield* this.#slots.uncommitted();
   }
 
-  /** Durably committed entries with `from <= slot < to`, in slot order. */
+  /**
+   * Durably committed entries with `from <= slot < to`, in slot order.
+   *
+   * @param range `from` (default 0) and `to` (exclusive, default: no end).
+   * @returns Copies of the committed entries.
+   *
+   * @example
+   * ```ts
+   * import { ConsensusLog } from "@hybridlog/hybridlog";
+   *
+   * await using log = await ConsensusLog.open({ dir: "./data/acceptor" });
+   * for (const slot of [3, 1, 2]) log.accept(slot, { round: 1, node: 1 }, new Uint8Array([slot]));
+   * await log.commitMany([1, 3]);
+   * console.log([...log.committed()].map((entry) => entry.slot)); // [ 1, 3 ]
+   * console.log([...log.uncommitted()].map((entry) => entry.slot)); // [ 2 ]
+   * ```
+   */
   *committed(range: SlotRange = {}): Generator<ConsensusEntry> {
     this.#tail.assertOpen("list committed entries");
     const from = range.from === undefined
@@ -685,6 +803,29 @@ export class ConsensusLog {
   /**
    * Committed entries in commit order: those already durable, then each new one as its commit
    * becomes durable. Ends when `signal` aborts or the log closes.
+   *
+   * @param options `from`: only slots at or above it; `signal` ends the iteration.
+   * @returns The committed entries, as they become durable.
+   *
+   * @example
+   * ```ts
+   * import { ConsensusLog } from "@hybridlog/hybridlog";
+   *
+   * await using log = await ConsensusLog.open({ dir: "./data/acceptor" });
+   * const applied: number[] = [];
+   * const applier = (async () => {
+   *   for await (const entry of log.tail()) { // a state machine applies decisions as they land
+   *     applied.push(entry.slot);
+   *     if (applied.length === 2) break;
+   *   }
+   * })();
+   * log.accept(1, { round: 1, node: 1 }, new TextEncoder().encode("x = 1"));
+   * log.accept(2, { round: 1, node: 1 }, new TextEncoder().encode("y = 2"));
+   * await log.commit(1);
+   * await log.commit(2);
+   * await applier;
+   * console.log(applied); // [ 1, 2 ]
+   * ```
    */
   async *tail(options: ConsensusTailOptions = {}): AsyncGenerator<ConsensusEntry> {
     this.#tail.assertOpen("tail");
@@ -729,7 +870,26 @@ export class ConsensusLog {
    * attached Worker too; resolves once the promise is durable and no accept that began before
    * it is still running in any thread.
    *
+   * @param ballot The ballot of the prepare (phase 1a) message.
    * @throws {BallotError} `ballot` is lower than the current promise.
+   *
+   * @example
+   * ```ts
+   * import { ConsensusLog } from "@hybridlog/hybridlog";
+   *
+   * // A Paxos acceptor answers only from disk: durable accepts and a durable promise.
+   * await using log = await ConsensusLog.open({ dir: "./data/acceptor", durableAccepts: true });
+   * await log.accept(4, { round: 1, node: 1 }, new TextEncoder().encode("x = 1"));
+   *
+   * // Phase 1: a prepare for ballot { round: 2, node: 3 } arrives.
+   * await log.promise({ round: 2, node: 3 }); // durable: now reply with what was accepted
+   * const accepted = [...log.uncommitted()]; // every accepted entry, with its ballot and value
+   * console.log(accepted.length, log.promised); // 1 { round: 2, node: 3 }
+   *
+   * // Phase 2: the accept of that ballot; an older ballot's would throw BallotError.
+   * await log.accept(4, { round: 2, node: 3 }, new TextEncoder().encode("x = 1")); // durable
+   * await log.commit(4); // once a quorum accepted: decided
+   * ```
    */
   promise(ballot: Ballot): Promise<void> {
     return runNow(async () => {
@@ -761,7 +921,20 @@ export class ConsensusLog {
    * Durably sets Raft's term and vote; resolves once on disk. The term never decreases, and a
    * vote once cast in a term cannot change within it.
    *
+   * @param hardState The current term and the vote cast in it (`undefined`: none yet).
    * @throws {BallotError} The term is lower, or the vote would change within the term.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { BallotError, ConsensusLog } from "@hybridlog/hybridlog";
+   *
+   * await using log = await ConsensusLog.open({ dir: "./data/raft" });
+   * await log.setHardState({ term: 3, vote: 2 }); // durable before the RequestVote reply
+   * console.log(log.hardState); // { term: 3, vote: 2 }
+   * await assert.rejects(log.setHardState({ term: 3, vote: 5 }), BallotError); // one vote a term
+   * await log.setHardState({ term: 4, vote: undefined }); // a new term: no vote yet
+   * ```
    */
   setHardState(hardState: RaftHardState): Promise<void> {
     return runNow(async () => {
@@ -794,6 +967,22 @@ export class ConsensusLog {
    * Drops committed entries with a slot below `slot` (after a snapshot covering them) and frees
    * whole segments on disk; `slot` itself is kept. Durable when it resolves. Workers reading a
    * dropped slot meanwhile get `undefined`, never freed memory.
+   *
+   * @param slot The first slot to keep.
+   *
+   * @example
+   * ```ts
+   * import { ConsensusLog, SnapshotStore } from "@hybridlog/hybridlog";
+   *
+   * await using log = await ConsensusLog.open({ dir: "./data/replica/log" });
+   * await using snapshots = await SnapshotStore.open({ dir: "./data/replica/snapshots" });
+   * const ballot = { round: 1, node: 1 };
+   * for (let slot = 1; slot <= 3; slot++) log.accept(slot, ballot, new Uint8Array(8));
+   * await log.commitMany([1, 2, 3]);
+   * await snapshots.create(2, new TextEncoder().encode("state after slot 2"));
+   * await log.truncatePrefix(3); // a crash between the two steps is safe: see `recover`
+   * console.log(log.read(2), log.read(3)?.committed); // undefined true
+   * ```
    */
   truncatePrefix(slot: number): Promise<void> {
     return runNow(async () => {
@@ -835,7 +1024,11 @@ export class ConsensusLog {
     return this.#tail.mappedBytes;
   }
 
-  /** Counters and fill levels. */
+  /**
+   * Counters and fill levels.
+   *
+   * @returns A snapshot of the counters (walks the slot index: not for a hot path).
+   */
   stats(): ConsensusLogStats {
     let acceptedCount = 0;
     let committedCount = 0;

@@ -59,9 +59,13 @@ export interface LogLease extends AsyncDisposable {
 
 /** What {@linkcode LogManager.stats} reports. */
 export interface LogManagerStats {
+  /** Logs open now (leased or idle). */
   readonly openLogs: number;
+  /** Leases acquired and not yet released. */
   readonly liveLeases: number;
+  /** Idle logs closed to stay within `logCountMax` or `mappedBytesMax`, since construction. */
   readonly evictions: number;
+  /** Bytes mapped by the open logs' segments. */
   readonly mappedBytes: number;
 }
 
@@ -111,7 +115,9 @@ function directoryOf(encoded: Uint8Array): string {
 }
 
 /**
- * Many named consensus logs with leases and LRU eviction.
+ * Many named consensus logs under one directory, opened on first use, shared by
+ * reference-counted leases, and closed least recently used first beyond `logCountMax` or
+ * `mappedBytesMax`. A leased log is never closed.
  *
  * @example
  * ```ts
@@ -127,6 +133,7 @@ function directoryOf(encoded: Uint8Array): string {
  * ```
  */
 export class LogManager {
+  /** The absolute path of the directory holding the logs. */
   readonly dir: string;
   #device: Device;
   #logOptions: Omit<ConsensusLogOptions, "dir">;
@@ -141,7 +148,13 @@ export class LogManager {
   #syncs: boolean;
   #metrics: ManagerMetrics;
 
-  /** @param options Where the logs live, limits, and options for every log. */
+  /**
+   * Creates a manager; nothing is opened or created on disk until the first
+   * {@linkcode LogManager.acquire}.
+   *
+   * @param options Where the logs live, limits, and options for every log.
+   * @throws {InvalidArgumentError} `dir` is empty, or a limit is out of range.
+   */
   constructor(options: LogManagerOptions) {
     const what = "create log manager";
     if (typeof options?.dir !== "string" || options.dir === "") {
@@ -176,8 +189,11 @@ export class LogManager {
   }
 
   /**
-   * Leases the log called `name`, opening (or creating) it on first use.
+   * Leases the log called `name`, opening (or creating) it on first use. Every lease of a name
+   * shares one open log; release each (or use `await using`) when done.
    *
+   * @param name Any string or bytes, 1 to 1,024 bytes.
+   * @returns The lease; `lease.log` is the open {@linkcode ConsensusLog}.
    * @throws {InvalidArgumentError} The name is empty, over 1,024 bytes, or not a string/bytes.
    * @throws {ClosedError} The manager is closing.
    */
@@ -340,7 +356,21 @@ export class LogManager {
     return leases;
   }
 
-  /** Every log name in `dir` (open or not), read back from each log's registry file. */
+  /**
+   * Every log name in `dir` (open or not), read back from each log's registry file; byte names
+   * come back as `Uint8Array`.
+   *
+   * @example
+   * ```ts
+   * import { LogManager } from "@hybridlog/hybridlog";
+   *
+   * await using manager = new LogManager({ dir: "./data/tables" });
+   * for (const name of ["table:users", "../../etc", "🙂"]) {
+   *   await using _lease = await manager.acquire(name); // created on first use
+   * }
+   * console.log(manager.names().sort()); // [ "../../etc", "table:users", "🙂" ]
+   * ```
+   */
   names(): LogName[] {
     const device = this.#device;
     if (!device.exists(this.dir)) return [];
