@@ -157,7 +157,6 @@ export class ConsensusLog {
   #indexCheckpointRunning = false;
   #recoveryReplayedBytes = 0;
   #requests: CommitRequests | undefined;
-  #serving: Promise<void> | undefined;
   #handle: ConsensusLogHandle | undefined;
   #closing = false;
   /** Settles when the last commit call has marked its slots committed. */
@@ -650,7 +649,7 @@ export class ConsensusLog {
       control: control.buffer,
       requests: requests.buffer,
     };
-    this.#serving = this.#serve(requests);
+    void this.#serve(requests);
     return this.#handle;
   }
 
@@ -1067,8 +1066,10 @@ export class ConsensusLog {
     const requests = this.#requests;
     try {
       if (requests) {
+        // Wakes the serving loop, which sees #closing and ends. Not awaited: Deno does not count
+        // a pending Atomics.waitAsync as work, so awaiting it with nothing else pending would
+        // let the process exit in the middle of close().
         requests.ring();
-        await this.#serving;
         this.#serveOnce(requests);
         await Promise.all(this.#inFlight);
       }

@@ -43,14 +43,20 @@ const CHUNK_COMPACTING = 5;
 /** Bytes of an entry header in the region. */
 export const REGION_ENTRY_HEADER_BYTES = 40;
 
-// Control words (Int32Array over their own SharedArrayBuffer); per-chunk arrays follow.
-const LIVE = 0; // bytes of live entries
-const SEQUENCE = 1; // sequence blocks taken so far, low 32 bits
-const SEQUENCE_HIGH = 2;
+// Control words (Int32Array over their own SharedArrayBuffer); then one 64-byte line per chunk,
+// so threads allocating in different chunks never write to the same cache line.
+const SEQUENCE = 0; // sequence blocks taken so far, low 32 bits
+const SEQUENCE_HIGH = 1;
 const SEQUENCE_BLOCK = 1024;
-const CLAIM_HINT = 3;
-const CONTROL_FIXED_WORDS = 4;
-const CHUNK_FIELDS = 5; // state, live, retire epoch, run length, fill
+const CLAIM_HINT = 2;
+const CONTROL_FIXED_WORDS = 16;
+const CHUNK_STRIDE = 16; // words per chunk line
+// Per-chunk fields.
+const STATE = 0;
+const CHARGE = 1; // bytes not yet freed: the whole chunk (+1) while open, see #claim
+const RETIRED_AT = 2; // epoch
+const RUN = 3; // chunks in its run (a multi-chunk entry), 1 otherwise
+const FILL = 4; // bytes allocated from its start (written by the allocating thread)
 
 /** Total bytes an entry with `valueBytes` occupies in the region. */
 export function regionEntrySize(valueBytes: number): number {
@@ -97,7 +103,7 @@ export class MutableRegion {
     this.capacityBytes = this.chunkCount * chunkBytes;
     const data = buffers?.data ?? new SharedArrayBuffer(this.capacityBytes);
     const control = buffers?.control ??
-      new SharedArrayBuffer((CONTROL_FIXED_WORDS + CHUNK_FIELDS * this.chunkCount) * 4);
+      new SharedArrayBuffer((CONTROL_FIXED_WORDS + CHUNK_STRIDE * this.chunkCount) * 4);
     if (data.byteLength !== this.capacityBytes) {
       throw new Error("assertion failed: region buffer size does not match its capacity");
     }
@@ -117,19 +123,32 @@ export class MutableRegion {
   }
 
   #field(chunk: number, field: number): number {
-    return CONTROL_FIXED_WORDS + field * this.chunkCount + chunk;
+    return CONTROL_FIXED_WORDS + chunk * CHUNK_STRIDE + field;
   }
 
-  /** Bytes held by live entries. */
+  /**
+   * Bytes held by live entries (summed over the chunks: exact when no thread is allocating,
+   * approximate while they do).
+   */
   get liveBytes(): number {
-    return Atomics.load(this.#control, LIVE);
+    const control = this.#control;
+    let live = 0;
+    for (let chunk = 0; chunk < this.chunkCount; chunk++) {
+      const state = Atomics.load(control, this.#field(chunk, STATE));
+      const charge = Atomics.load(control, this.#field(chunk, CHARGE));
+      if (state === CHUNK_SEALED || state === CHUNK_COMPACTING) live += charge;
+      else if (state === CHUNK_OPEN) {
+        live += charge - 1 - (this.chunkBytes - Atomics.load(control, this.#field(chunk, FILL)));
+      }
+    }
+    return live;
   }
 
   /** Bytes of chunks in use (claimed, sealed or waiting to be reused). */
   get usedBytes(): number {
     let used = 0;
     for (let chunk = 0; chunk < this.chunkCount; chunk++) {
-      if (Atomics.load(this.#control, this.#field(chunk, 0)) !== CHUNK_FREE) used++;
+      if (Atomics.load(this.#control, this.#field(chunk, STATE)) !== CHUNK_FREE) used++;
     }
     return used * this.chunkBytes;
   }
@@ -146,9 +165,11 @@ export class MutableRegion {
    */
   put(slot: number, round: number, node: number, value: Uint8Array, onMove: MoveListener) {
     const size = regionEntrySize(value.length);
-    if (this.liveBytes + size > this.capacityBytes) return -1;
     let offset = this.#allocate(size, false);
-    if (offset < 0 && this.#compact(size, onMove)) offset = this.#allocate(size, false);
+    // Compaction only helps if the live entries leave room (the sum is worth it only here).
+    if (offset < 0 && this.liveBytes + size <= this.capacityBytes && this.#compact(size, onMove)) {
+      offset = this.#allocate(size, false);
+    }
     if (offset < 0) return -1;
     const w = offset >>> 2;
     const f = offset >>> 3;
@@ -194,10 +215,10 @@ export class MutableRegion {
     }
     const offset = this.#bump;
     this.#bump += size;
+    // No atomic add: the chunk was charged in full when claimed (only this thread writes FILL).
+    this.#control[this.#field(this.#chunk, FILL)] = this.#bump - this.#chunk * this.chunkBytes;
     this.#words[(offset >>> 2) + 1] = size;
     Atomics.store(this.#words, offset >>> 2, ENTRY_LIVE);
-    Atomics.add(this.#control, this.#field(this.#chunk, 1), size);
-    Atomics.add(this.#control, LIVE, size);
     return offset;
   }
 
@@ -213,8 +234,11 @@ export class MutableRegion {
     for (let i = 0; i < count; i++) {
       const chunk = (hint + i) % count;
       if (!this.#take(chunk, excludeSelf)) continue;
-      Atomics.store(control, this.#field(chunk, 1), 1); // the open bias
-      Atomics.store(control, this.#field(chunk, 3), 1);
+      // Charged in full (plus one, so frees cannot bring it to zero while open); sealing gives
+      // back the unused end and the one.
+      Atomics.store(control, this.#field(chunk, CHARGE), this.chunkBytes + 1);
+      Atomics.store(control, this.#field(chunk, FILL), 0);
+      Atomics.store(control, this.#field(chunk, RUN), 1);
       Atomics.store(control, CLAIM_HINT, (chunk + 1) % count);
       return chunk;
     }
@@ -225,11 +249,14 @@ export class MutableRegion {
   #available(excludeSelf: boolean): number {
     let available = 0;
     for (let chunk = 0; chunk < this.chunkCount; chunk++) {
-      const state = Atomics.load(this.#control, this.#field(chunk, 0));
+      const state = Atomics.load(this.#control, this.#field(chunk, STATE));
       if (
         state === CHUNK_FREE ||
         (state === CHUNK_RETIRED &&
-          this.#epochs.isSafe(Atomics.load(this.#control, this.#field(chunk, 2)), excludeSelf))
+          this.#epochs.isSafe(
+            Atomics.load(this.#control, this.#field(chunk, RETIRED_AT)),
+            excludeSelf,
+          ))
       ) {
         available++;
       }
@@ -239,10 +266,10 @@ export class MutableRegion {
 
   /** Moves `chunk` from free (or safely retired) to open. */
   #take(chunk: number, excludeSelf: boolean): boolean {
-    const at = this.#field(chunk, 0);
+    const at = this.#field(chunk, STATE);
     const state = Atomics.load(this.#control, at);
     if (state === CHUNK_RETIRED) {
-      const epoch = Atomics.load(this.#control, this.#field(chunk, 2));
+      const epoch = Atomics.load(this.#control, this.#field(chunk, RETIRED_AT));
       if (!this.#epochs.isSafe(epoch, excludeSelf)) return false;
     } else if (state !== CHUNK_FREE) {
       return false;
@@ -259,22 +286,21 @@ export class MutableRegion {
       while (taken < length && this.#take(first + taken, excludeSelf)) taken++;
       if (taken < length) {
         for (let i = 0; i < taken; i++) {
-          Atomics.store(control, this.#field(first + i, 0), CHUNK_FREE);
+          Atomics.store(control, this.#field(first + i, STATE), CHUNK_FREE);
         }
         first += taken;
         continue;
       }
       for (let i = 1; i < length; i++) {
-        Atomics.store(control, this.#field(first + i, 0), CHUNK_PART);
+        Atomics.store(control, this.#field(first + i, STATE), CHUNK_PART);
       }
-      Atomics.store(control, this.#field(first, 1), size);
-      Atomics.store(control, this.#field(first, 3), length);
-      Atomics.store(control, this.#field(first, 4), size);
-      Atomics.store(control, this.#field(first, 0), CHUNK_SEALED);
+      Atomics.store(control, this.#field(first, CHARGE), size);
+      Atomics.store(control, this.#field(first, RUN), length);
+      Atomics.store(control, this.#field(first, FILL), size);
+      Atomics.store(control, this.#field(first, STATE), CHUNK_SEALED);
       const offset = first * this.chunkBytes;
       this.#words[(offset >>> 2) + 1] = size;
       Atomics.store(this.#words, offset >>> 2, ENTRY_LIVE);
-      Atomics.add(control, LIVE, size);
       return offset;
     }
     return -1;
@@ -286,18 +312,20 @@ export class MutableRegion {
     if (chunk < 0) return;
     this.#chunk = -1;
     const control = this.#control;
-    Atomics.store(control, this.#field(chunk, 4), this.#bump - chunk * this.chunkBytes);
-    Atomics.store(control, this.#field(chunk, 0), CHUNK_SEALED);
-    if (Atomics.sub(control, this.#field(chunk, 1), 1) === 1) this.#retire(chunk);
+    const fill = this.#bump - chunk * this.chunkBytes;
+    Atomics.store(control, this.#field(chunk, FILL), fill);
+    Atomics.store(control, this.#field(chunk, STATE), CHUNK_SEALED);
+    const unused = this.chunkBytes - fill + 1;
+    if (Atomics.sub(control, this.#field(chunk, CHARGE), unused) === unused) this.#retire(chunk);
   }
 
   #retire(chunk: number): void {
     const control = this.#control;
-    const length = Atomics.load(control, this.#field(chunk, 3));
+    const length = Atomics.load(control, this.#field(chunk, RUN));
     const epoch = this.#epochs.bump();
     for (let i = 0; i < length; i++) {
-      Atomics.store(control, this.#field(chunk + i, 2), epoch);
-      Atomics.store(control, this.#field(chunk + i, 0), CHUNK_RETIRED);
+      Atomics.store(control, this.#field(chunk + i, RETIRED_AT), epoch);
+      Atomics.store(control, this.#field(chunk + i, STATE), CHUNK_RETIRED);
     }
   }
 
@@ -310,23 +338,23 @@ export class MutableRegion {
     const candidates: number[] = [];
     for (let chunk = 0; chunk < this.chunkCount; chunk++) {
       if (
-        Atomics.load(control, this.#field(chunk, 0)) === CHUNK_SEALED &&
-        Atomics.load(control, this.#field(chunk, 3)) === 1
+        Atomics.load(control, this.#field(chunk, STATE)) === CHUNK_SEALED &&
+        Atomics.load(control, this.#field(chunk, RUN)) === 1
       ) {
         candidates.push(chunk);
       }
     }
-    const liveOf = (chunk: number) => Atomics.load(control, this.#field(chunk, 1));
+    const liveOf = (chunk: number) => Atomics.load(control, this.#field(chunk, CHARGE));
     candidates.sort((a, b) => liveOf(a) - liveOf(b));
     let freed = 0;
     const needed = Math.ceil(size / this.chunkBytes);
     for (const chunk of candidates) {
-      const at = this.#field(chunk, 0);
+      const at = this.#field(chunk, STATE);
       if (Atomics.compareExchange(control, at, CHUNK_SEALED, CHUNK_COMPACTING) !== CHUNK_SEALED) {
         continue;
       }
       const start = chunk * this.chunkBytes;
-      const end = start + Atomics.load(control, this.#field(chunk, 4));
+      const end = start + Atomics.load(control, this.#field(chunk, FILL));
       let moved = true;
       for (let offset = start; offset < end && moved;) {
         const entrySize = this.#words[(offset >>> 2) + 1];
@@ -362,9 +390,8 @@ export class MutableRegion {
       throw new Error(`assertion failed: freeing region entry ${offset} that is not live`);
     }
     const size = this.#words[w + 1];
-    Atomics.sub(this.#control, LIVE, size);
     const chunk = Math.floor(offset / this.chunkBytes);
-    if (Atomics.sub(this.#control, this.#field(chunk, 1), size) === size) this.#retire(chunk);
+    if (Atomics.sub(this.#control, this.#field(chunk, CHARGE), size) === size) this.#retire(chunk);
   }
 
   /** Ends this thread's allocation (its open chunk is sealed). */

@@ -4,7 +4,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { ConsensusLog, InvalidArgumentError } from "../mod.ts";
 import { MemoryDevice } from "../src/memory_device.ts";
-import { attemptValue, seededRandom, tempDir } from "./_helpers.ts";
+import { attemptValue, runtimeCommand, seededRandom, tempDir } from "./_helpers.ts";
 
 const WORKER_URL = new URL("./fixtures/consensus_worker.ts", import.meta.url).href;
 const SMALL = { segmentSizeBytes: 64 * 1024, bufferSizeBytes: 16 * 1024 };
@@ -359,6 +359,16 @@ describe("ConsensusLog shared with Workers", () => {
         ["ERR_BALLOT", "ok", "ok"],
       );
     });
+  });
+
+  test("a shared log closes cleanly with nothing else pending (no Worker attached)", async () => {
+    const { spawnSync } = await import("node:child_process");
+    const [command, args] = runtimeCommand(
+      new URL("./fixtures/share_close.ts", import.meta.url).pathname,
+    );
+    const run = spawnSync(command, args, { encoding: "utf8" });
+    assert.equal(run.stdout.trim(), "closed", run.stderr);
+    assert.equal(run.status, 0);
   });
 
   test("bad handles and unshareable logs get InvalidArgumentError", async () => {
