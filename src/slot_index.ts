@@ -11,11 +11,16 @@
  * | 2 + offset / 8  | accepted: the entry at `offset` in the mutable region             |
  * | −(2 + offset/8) | frozen: being committed by the owner; the entry is still readable |
  *
- * The structure is a radix tree over 64-slot blocks, in one growable `SharedArrayBuffer`: six
- * levels of 256-way nodes, then leaves of 64 words and 64 addresses. Nodes are created with a
- * compare-and-swap of a null child and never move, so the tree grows in place (length-tracking
- * views see the growth in every Worker) and dense slot ranges read sequentially. A leaf emptied by
- * truncation is unlinked by the owner, retired through the epoch table, zeroed and recycled.
+ * The structure is a radix tree over 64-slot blocks, in one `SharedArrayBuffer`: six levels of
+ * 256-way nodes, then leaves of 64 words and 64 addresses. Nodes are created with a
+ * compare-and-swap of a null child and never move, and dense slot ranges read sequentially. A
+ * leaf emptied by truncation is unlinked by the owner, retired through the epoch table, zeroed
+ * and recycled.
+ *
+ * The buffer is reserved at its largest size up front rather than grown: both runtimes commit a
+ * `SharedArrayBuffer`'s pages only when touched (20 × 512 MiB cost no RSS here), while every
+ * access through a length-tracking view of a growable buffer reads its shared length — measured
+ * at 2.36M against 3.77M accepts/s for two Deno Workers sharing one log.
  *
  * @module
  */
@@ -42,24 +47,24 @@ const LEAF_WORDS = LANES * 3; // 64 state words, then 64 float64 addresses
 const INNER_WORDS = FANOUT;
 const ALIGN_WORDS = 64; // every node starts on a multiple of 64 words: a position's lane is pos & 63
 
-// Header words.
-const ALLOC = 0; // next free word
-const ROOT = 1;
-const FREE_PUSHED = 2; // recycled leaves: a ring, pushed by the owner, popped by anyone
-const FREE_POPPED = 3;
-const LEAF_GENERATION = 4; // bumped when a leaf is unlinked: invalidates cached leaves
+// Header words. Words written often (ALLOC, the free ring's counters) sit on other 64-byte lines
+// than those every lookup reads (ROOT, LEAF_GENERATION), so writers do not slow lookups down.
+const ROOT = 0;
+const LEAF_GENERATION = 1; // bumped when a leaf is unlinked: invalidates cached leaves
+const ALLOC = 16; // next free word
+const FREE_PUSHED = 32; // recycled leaves: a ring, pushed by the owner, popped by anyone
+const FREE_POPPED = 48;
 const FREE_RING = 64;
 const FREE_RING_SIZE = 960;
 const HEADER_WORDS = 1024;
 
-const INITIAL_BYTES = 64 * 1024;
-/** Largest index: 4 GiB of nodes, about 350 million live 64-slot blocks. */
-const MAX_BYTES = 4 * 1024 * 1024 * 1024;
+/** The index's reservation: 512 MiB of address space, room for about 40 million live slots. */
+const INDEX_BYTES = 512 * 1024 * 1024;
 
 /** A thread's handle on the shared slot index. */
 export class SlotIndex {
   readonly buffer: SharedArrayBuffer;
-  /** Length-tracking views: they follow the buffer as any thread grows it. */
+  /** The buffer as words, for `Atomics` on positions from {@linkcode SlotIndex.position}. */
   readonly words: Int32Array;
   #floats: Float64Array;
   // Per-thread caches: the last leaf, and the level-2 node of the last high half of a block.
@@ -72,7 +77,7 @@ export class SlotIndex {
   /** Creates an index, or attaches to the `buffer` of an existing one. */
   constructor(buffer?: SharedArrayBuffer) {
     const create = buffer === undefined;
-    this.buffer = buffer ?? new SharedArrayBuffer(INITIAL_BYTES, { maxByteLength: MAX_BYTES });
+    this.buffer = buffer ?? new SharedArrayBuffer(INDEX_BYTES);
     this.words = new Int32Array(this.buffer);
     this.#floats = new Float64Array(this.buffer);
     if (create) {
@@ -81,24 +86,17 @@ export class SlotIndex {
     }
   }
 
-  /** Bytes the index occupies. */
+  /** Bytes of the index in use (nodes allocated so far; the rest is reserved, not touched). */
   get sizeBytes(): number {
-    return this.buffer.byteLength;
+    return Math.min(Atomics.load(this.words, ALLOC), this.words.length) * 4;
   }
 
   #allocate(count: number): number {
     const start = Atomics.add(this.words, ALLOC, count);
-    const needed = (start + count) * 4;
-    while (this.buffer.byteLength < needed) {
-      if (needed > MAX_BYTES) {
-        throw new RegionFullError(`Cannot add a slot: the slot index reached ${MAX_BYTES} bytes`);
-      }
-      try {
-        this.buffer.grow(Math.min(MAX_BYTES, Math.max(needed, this.buffer.byteLength * 2)));
-      } catch (error) {
-        // Another thread grew it first, past what this one asked for: that is fine.
-        if (!(error instanceof RangeError)) throw error;
-      }
+    if (start + count > this.words.length) {
+      throw new RegionFullError(
+        `Cannot add a slot: the slot index reached ${INDEX_BYTES} bytes (truncate older slots)`,
+      );
     }
     return start;
   }

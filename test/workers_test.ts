@@ -131,9 +131,13 @@ describe("ConsensusLog shared with Workers", () => {
         const after = log.stats();
         assert.equal(after.committedCount, winner.size);
         assert.equal(after.acceptedCount, 0);
+        // One sync serves commits from every thread: far fewer group commits than commits.
+        // (How many depends on when the Workers' requests arrive, so no exact count.)
         assert.ok(
-          after.commits - before.commits < WORKERS,
-          `${WORKERS} Workers' commits took ${after.commits - before.commits} group commits`,
+          (after.commits - before.commits) * 10 < winner.size,
+          `${winner.size} commits from ${WORKERS} Workers took ${
+            after.commits - before.commits
+          } group commits`,
         );
       });
     }
