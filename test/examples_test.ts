@@ -3,68 +3,14 @@
 // SIGTERM, and what it acknowledged as committed is in the log when the test reopens it.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { ConsensusLog } from "../mod.ts";
-import { entryBytes, runtimeCommand, tempDir } from "./_helpers.ts";
+import { entryBytes, tempDir } from "./_helpers.ts";
+import { ServerProcess } from "./_server_process.ts";
 
 const WORKER_SERVER = join(import.meta.dirname!, "..", "examples", "worker_server.ts");
 // The server listens on 127.0.0.1; Deno 2.9 marks Deno.serve's reusePort unstable.
 const DENO_SERVER_FLAGS = ["--allow-net=127.0.0.1", "--unstable-net"];
-
-/** The example server as a child process. */
-class ServerProcess {
-  readonly child: ChildProcess;
-  /** Everything it printed, stdout and stderr, for failure messages. */
-  output = "";
-  readonly exited: Promise<{ code: number | null; signal: string | null }>;
-  readonly url: Promise<string>;
-
-  constructor(dir: string, workers: number) {
-    const [command, args] = runtimeCommand(WORKER_SERVER, DENO_SERVER_FLAGS);
-    this.child = spawn(command, args, {
-      env: { ...process.env, PORT: "0", WORKERS: String(workers), DATA_DIR: dir, NO_COLOR: "1" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    this.exited = new Promise((resolve) => {
-      this.child.on("exit", (code, signal) => resolve({ code, signal }));
-    });
-    this.url = new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no listening line:\n${this.output}`)),
-        60_000,
-      );
-      this.child.stdout!.on("data", (chunk) => {
-        this.output += chunk;
-        const match = this.output.match(/^listening on (http:\/\/\S+)$/m);
-        if (match) {
-          clearTimeout(timer);
-          resolve(match[1]);
-        }
-      });
-      this.child.stderr!.on("data", (chunk) => (this.output += chunk));
-      void this.exited.then(({ code, signal }) => {
-        clearTimeout(timer);
-        reject(new Error(`server exited ${code ?? signal} before listening:\n${this.output}`));
-      });
-    });
-  }
-
-  /** SIGTERM, then how it exited. */
-  async stop(): Promise<{ code: number | null; signal: string | null }> {
-    // Not child.kill(): Deno's node:child_process then reports the exit as by that signal even
-    // when the child handled it and exited 0.
-    process.kill(this.child.pid!, "SIGTERM");
-    return await this.exited;
-  }
-
-  /** SIGKILL if still running (a failed test must not leave a server behind). */
-  async kill(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.kill("SIGKILL");
-    await this.exited;
-  }
-}
 
 interface Reply {
   status: number;
@@ -97,7 +43,12 @@ describe("examples/worker_server.ts", () => {
         (_, i) => ({ slot: i * 7 + 3, value: entryBytes(i) }),
       );
       const workersSeen = new Set<string>();
-      const server = new ServerProcess(dir.path, 2);
+      const server = new ServerProcess(
+        WORKER_SERVER,
+        { WORKERS: "2", DATA_DIR: dir.path },
+        [],
+        DENO_SERVER_FLAGS,
+      );
       try {
         const url = await server.url;
         assert.equal((await call(`${url}/healthz`)).status, 200);
@@ -188,7 +139,12 @@ describe("examples/worker_server.ts", () => {
       }
 
       // A second server on the same directory serves what the first one committed.
-      const again = new ServerProcess(dir.path, 2);
+      const again = new ServerProcess(
+        WORKER_SERVER,
+        { WORKERS: "2", DATA_DIR: dir.path },
+        [],
+        DENO_SERVER_FLAGS,
+      );
       try {
         const url = await again.url;
         for (const { slot, value } of [slots[0], slots[slots.length - 1]]) {

@@ -5,69 +5,14 @@
 // self-check, which is what CI runs as `npm start -- --smoke`.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { Buffer } from "node:buffer";
-import { entryBytes, fingerprint, runtimeCommand, tempDir } from "./_helpers.ts";
+import { entryBytes, fingerprint, tempDir } from "./_helpers.ts";
+import { ServerProcess } from "./_server_process.ts";
 
 const SERVER = join(import.meta.dirname!, "..", "examples", "server.ts");
 const DENO_SERVER_FLAGS = ["--allow-net=127.0.0.1"];
 const ENTRY_SIZE_BYTES_MAX = 1024 * 1024;
-
-/** examples/server.ts as a child process. */
-class ServerProcess {
-  readonly child: ChildProcess;
-  /** Everything it printed, stdout and stderr, for failure messages. */
-  output = "";
-  readonly exited: Promise<{ code: number | null; signal: string | null }>;
-  readonly url: Promise<string>;
-
-  constructor(dir: string, args: string[] = []) {
-    const [command, prefix] = runtimeCommand(SERVER, DENO_SERVER_FLAGS);
-    this.child = spawn(command, [...prefix, ...args], {
-      env: { ...process.env, PORT: "0", DATA_DIR: dir, NO_COLOR: "1" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    this.exited = new Promise((resolve) => {
-      this.child.on("exit", (code, signal) => resolve({ code, signal }));
-    });
-    this.url = new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no listening line:\n${this.output}`)),
-        60_000,
-      );
-      this.child.stdout!.on("data", (chunk) => {
-        this.output += chunk;
-        const match = this.output.match(/^listening on (http:\/\/\S+)$/m);
-        if (match) {
-          clearTimeout(timer);
-          resolve(match[1]);
-        }
-      });
-      this.child.stderr!.on("data", (chunk) => (this.output += chunk));
-      void this.exited.then(({ code, signal }) => {
-        clearTimeout(timer);
-        reject(new Error(`server exited ${code ?? signal} before listening:\n${this.output}`));
-      });
-    });
-    this.url.catch(() => {}); // awaited by the test; a server that never listens is reported there
-  }
-
-  /** SIGTERM, then how it exited. */
-  async stop(): Promise<{ code: number | null; signal: string | null }> {
-    // Not child.kill(): Deno's node:child_process then reports the exit as by that signal even
-    // when the child handled it and exited 0.
-    process.kill(this.child.pid!, "SIGTERM");
-    return await this.exited;
-  }
-
-  /** SIGKILL if still running (a failed test must not leave a server behind). */
-  async kill(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.kill("SIGKILL");
-    await this.exited;
-  }
-}
 
 interface Reply {
   status: number;
@@ -183,7 +128,7 @@ describe("examples/server.ts", () => {
     async () => {
       using dir = tempDir();
       const written: Written = new Map(LOGS.map((name) => [name, new Map()]));
-      const server = new ServerProcess(dir.path);
+      const server = new ServerProcess(SERVER, { DATA_DIR: dir.path }, [], DENO_SERVER_FLAGS);
       let ordersLastId: number;
       try {
         const url = await server.url;
@@ -317,7 +262,7 @@ describe("examples/server.ts", () => {
       }
 
       // Restarted on the same directory.
-      const again = new ServerProcess(dir.path);
+      const again = new ServerProcess(SERVER, { DATA_DIR: dir.path }, [], DENO_SERVER_FLAGS);
       try {
         const url = await again.url;
         const o = `${url}${path("orders")}`;
@@ -389,7 +334,7 @@ describe("examples/server.ts", () => {
     timeout: 120_000,
   }, async () => {
     using dir = tempDir();
-    const smoke = new ServerProcess(dir.path, ["--smoke"]);
+    const smoke = new ServerProcess(SERVER, { DATA_DIR: dir.path }, ["--smoke"], DENO_SERVER_FLAGS);
     try {
       assert.deepEqual(await smoke.exited, { code: 0, signal: null }, smoke.output);
       assert.match(smoke.output, /self-check passed/);
