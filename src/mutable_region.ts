@@ -153,11 +153,6 @@ export class MutableRegion {
     return used * this.chunkBytes;
   }
 
-  /** Whether an entry of `valueBytes` could ever fit next to what is live now. */
-  fits(valueBytes: number): boolean {
-    return this.liveBytes + regionEntrySize(valueBytes) <= this.capacityBytes;
-  }
-
   /**
    * Writes an entry and returns its offset, or -1 if the region is full. The entry is live but
    * unreachable until a slot word names it. Call inside an epoch section, before reading any

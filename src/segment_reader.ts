@@ -33,11 +33,6 @@ export class SegmentReader {
     this.#paths = new SegmentSet(device, dir, logId, segmentSizeBytes);
   }
 
-  /** Segments mapped now. */
-  get mappedCount(): number {
-    return this.#segments.size;
-  }
-
   #segment(index: number): Mapped | undefined {
     let mapped = this.#segments.get(index);
     if (mapped) return mapped;
