@@ -1018,6 +1018,16 @@ export class ConsensusLog {
 
   // ---- lifecycle ---------------------------------------------------------------------------
 
+  /** The log directory, as resolved at open. */
+  get dir(): string {
+    return this.#tail.dir;
+  }
+
+  /** The largest value `accept` takes, in bytes (the `entrySizeBytesMax` option, checked). */
+  get entrySizeBytesMax(): number {
+    return this.#entrySizeBytesMax;
+  }
+
   /** Bytes mapped by this log's segments (cheap; `stats()` walks the index). */
   get mappedBytes(): number {
     return this.#tail.mappedBytes;

@@ -1,6 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
+import { resolve } from "node:path";
 import {
   AlreadyCommittedError,
   BallotError,
@@ -243,6 +244,8 @@ describe("ConsensusLog", () => {
   test("bad input gets a typed error and changes nothing on disk", async () => {
     using dir = tempDir();
     await using log = await ConsensusLog.open({ dir: dir.path, entrySizeBytesMax: 1000 });
+    assert.equal(log.entrySizeBytesMax, 1000);
+    assert.equal(log.dir, resolve(dir.path));
     log.accept(1, b(1), entryBytes(1));
     await log.commit(1);
     const before = fingerprint(dir.path);
