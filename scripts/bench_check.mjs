@@ -1,0 +1,636 @@
+#!/usr/bin/env node
+// Checks the performance targets of issue 7 (item 5) against the latest bench results: reads
+// bench/results/<runtime>*.json of Bun and Deno as `npm run bench` wrote them (it runs no
+// benchmark) and prints, per runtime and target, the ratio, PASS / FAIL and the figures it comes
+// from (file and workload), or NOT MEASURED and why when the results hold no figure for it.
+// Every figure comes from those files; the script holds only the targets' bounds (10×, 1.15× …)
+// and which workloads each target compares.
+//
+//   node scripts/bench_check.mjs [--results DIR] [--markdown]
+//
+// --results DIR  read DIR instead of bench/results
+// --markdown     print the per-target lines as a markdown table (for the README)
+//
+// Exit code: 0 when every measured target passes (NOT MEASURED does not fail), 1 when a measured
+// target fails, 2 on a usage error, a missing results directory or a file that is not JSON.
+//
+// A compound target ("… and …") is checked as one line per condition (3a/3b, 5a/5b, 6a/6b): the
+// conditions have different sources, and one may be measured when the other is not.
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const RUNTIMES = ["bun", "deno"];
+/** The result files, by what the checks call them, and the bench that writes each. */
+const FILES = {
+  log: { name: (runtime) => `${runtime}.json`, bench: "bench/append_log_bench.ts" },
+  peers: { name: (runtime) => `${runtime}-peers.json`, bench: "bench/peers_bench.ts" },
+  consensus: {
+    name: (runtime) => `${runtime}-consensus.json`,
+    bench: "bench/consensus_log_bench.ts",
+  },
+  manager: { name: (runtime) => `${runtime}-manager.json`, bench: "bench/manager_bench.ts" },
+  workers: { name: (runtime) => `${runtime}-workers.json`, bench: "bench/workers_bench.ts" },
+};
+/** Results further apart than this do not come from one `npm run bench` run. */
+const ONE_RUN_MS = 24 * 3600 * 1000;
+
+function usage(message) {
+  if (message) console.error(`bench:check: ${message}`);
+  console.error("usage: node scripts/bench_check.mjs [--results DIR] [--markdown]");
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const options = { results: join(root, "bench", "results"), markdown: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--results") {
+      if (i + 1 >= argv.length) usage("--results needs a directory");
+      options.results = argv[++i];
+    } else if (arg.startsWith("--results=")) options.results = arg.slice("--results=".length);
+    else if (arg === "--markdown") options.markdown = true;
+    else if (arg === "--help" || arg === "-h") usage();
+    else usage(`unknown argument ${arg}`);
+  }
+  return options;
+}
+
+// ---- reading the results -----------------------------------------------------------------------
+
+/** A target that the results hold no figure for; `message` says why. */
+class NotMeasured extends Error {}
+
+/** Every result file of every runtime: `{ [runtime]: { [kind]: { name, json } | { name } } }`. */
+function loadResults(dir) {
+  const results = {};
+  for (const runtime of RUNTIMES) {
+    results[runtime] = {};
+    for (const [kind, { name }] of Object.entries(FILES)) {
+      const file = { name: name(runtime), kind };
+      const path = join(dir, file.name);
+      if (existsSync(path)) {
+        try {
+          file.json = JSON.parse(readFileSync(path, "utf8"));
+        } catch (error) {
+          console.error(`bench:check: ${path} is not JSON: ${error.message}`);
+          process.exit(2);
+        }
+      }
+      results[runtime][kind] = file;
+    }
+  }
+  return results;
+}
+
+/** The parsed JSON of `file`, or NOT MEASURED naming the bench that writes it. */
+function jsonOf(file) {
+  if (file.json === undefined) {
+    throw new NotMeasured(`no ${file.name} (written by ${FILES[file.kind].bench})`);
+  }
+  return file.json;
+}
+
+/** A positive finite number, or NOT MEASURED saying what `what` holds instead. */
+function positive(value, what) {
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    throw new NotMeasured(`${what} is ${JSON.stringify(value) ?? "missing"}, not a figure`);
+  }
+  return value;
+}
+
+/** The row of `file`'s `table` whose workload matches `pattern`. */
+function tableRow(file, pattern) {
+  const json = jsonOf(file);
+  const row = Array.isArray(json.table)
+    ? json.table.find((row) => typeof row?.workload === "string" && pattern.test(row.workload))
+    : undefined;
+  if (row === undefined) {
+    throw new NotMeasured(`${file.name} has no table row matching ${pattern}`);
+  }
+  return row;
+}
+
+/** Statistic `stat` (avg, p50, p99 …, ns per measured call) of bench `name` in `file`'s `raw`. */
+function rawStat(file, name, stat) {
+  const stats = jsonOf(file).raw?.[name];
+  if (stats === undefined) throw new NotMeasured(`${file.name} has no bench "${name}"`);
+  return positive(stats[stat], `${file.name} "${name}" ${stat}`);
+}
+
+/** `{ store: figure }` of a peers table row, for the stores with a figure. */
+function peerValues(row) {
+  return Object.fromEntries(
+    Object.entries(row.values ?? {}).filter(([, value]) =>
+      typeof value === "number" && Number.isFinite(value) && value > 0
+    ),
+  );
+}
+
+/** The names of the peers (not hybridlog) that `file` measured. */
+function peersOf(file) {
+  const peers = jsonOf(file).peers;
+  if (!Array.isArray(peers)) throw new NotMeasured(`${file.name} lists no peers`);
+  return peers.filter((peer) => peer !== "hybridlog");
+}
+
+/** The words of a key: camelCase, snake_case and spaces split, lower case. */
+const wordsOf = (key) =>
+  key.replace(/([a-z0-9])([A-Z])/g, "$1 $2").toLowerCase().split(/[^a-z0-9]+/);
+
+/** Keys anywhere in `value` with one of `words` as a word, as dotted paths. */
+function keysWithWord(value, words, path = "") {
+  if (value === null || typeof value !== "object") return [];
+  return Object.entries(value).flatMap(([key, inner]) => {
+    const here = path ? `${path}.${key}` : key;
+    const hit = wordsOf(key).some((word) => words.includes(word));
+    return [...(hit ? [here] : []), ...keysWithWord(inner, words, here)];
+  });
+}
+
+// ---- formatting ----------------------------------------------------------------------------------
+
+const time = (ns) =>
+  ns < 1e3
+    ? `${ns.toFixed(1)} ns`
+    : ns < 1e6
+    ? `${(ns / 1e3).toFixed(2)} µs`
+    : `${(ns / 1e6).toFixed(2)} ms`;
+const thousands = (value) => Math.round(value).toLocaleString("en-US");
+const perSecond = (value, what) => `${thousands(value)} ${what}/s`;
+/** Who commits in a row of the Workers bench's commit table. */
+const committers = (row) =>
+  row.workers === 0
+    ? `owner alone, ${row.inFlight} in flight`
+    : `${row.workers} Workers × ${row.lanesPerThread} in flight`;
+/** A figure with where it comes from: file and workload (table row or bench name). */
+const from = (text, file, workload) => `${text} [${file.name}: "${workload}"]`;
+
+// ---- the targets -----------------------------------------------------------------------------------
+
+/**
+ * Issue 7, item 5. `need` is the bound on `ratio` (`>=`, `<=` or `>`), `ratioMeans` what the
+ * ratio divides; `check(files)` returns `{ ratio, figures }` (figures: text naming each number's
+ * file and workload) or throws NotMeasured. Targets no bench measures yet have only a `check`.
+ */
+const TARGETS = [
+  {
+    id: "1",
+    title: "accept / enqueue 100 B vs the best peer's non-durable append",
+    need: [">=", 10],
+    ratioMeans: "peer time ÷ hybridlog time",
+    check(files) {
+      const appendRow = /^append 100 B, no sync\b/;
+      const row = tableRow(files.peers, appendRow);
+      const values = peerValues(row);
+      // A peer whose every write syncs (Deno KV) has its durable figure in this row: it has no
+      // "<peer>: … append 100 B, no sync" bench of its own.
+      const raw = Object.keys(jsonOf(files.peers).raw ?? {});
+      const nonDurable = (peer) =>
+        raw.some((name) => name.startsWith(`${peer}: `) && /append 100 B, no sync$/.test(name));
+      const peers = peersOf(files.peers).filter((peer) => values[peer] !== undefined);
+      const candidates = peers.filter(nonDurable);
+      const left = peers.filter((peer) => !nonDurable(peer));
+      if (candidates.length === 0) {
+        throw new NotMeasured(`${files.peers.name} has no peer with a non-durable append`);
+      }
+      const best = candidates.reduce((a, b) => (values[b] < values[a] ? b : a));
+      const ours = [];
+      if (values.hybridlog !== undefined) {
+        ours.push({
+          what: "enqueue",
+          ns: values.hybridlog,
+          text: from(`enqueue ${time(values.hybridlog)}`, files.peers, row.workload),
+        });
+      }
+      let acceptMissing;
+      try {
+        const accept = tableRow(files.consensus, /^accept 100 B$/);
+        const ns = positive(accept.ns, `${files.consensus.name} "accept 100 B" ns`);
+        ours.push({
+          what: "accept",
+          ns,
+          text: from(`accept ${time(ns)}`, files.consensus, accept.workload),
+        });
+      } catch (error) {
+        if (!(error instanceof NotMeasured)) throw error;
+        acceptMissing = error.message;
+      }
+      if (ours.length === 0) {
+        throw new NotMeasured(`${files.peers.name} has no hybridlog append figure`);
+      }
+      const worst = ours.reduce((a, b) => (b.ns > a.ns ? b : a));
+      const figures = [
+        ...ours.map(({ what, ns, text }) =>
+          `${text} → ${(values[best] / ns).toFixed(2)}× (${what})`
+        ),
+        from(`best peer ${best} ${time(values[best])}`, files.peers, row.workload),
+      ];
+      if (left.length) figures.push(`left out, their append syncs: ${left.join(", ")}`);
+      if (acceptMissing) figures.push(`accept not measured: ${acceptMissing}`);
+      return { ratio: values[best] / worst.ns, figures };
+    },
+  },
+  {
+    id: "2",
+    title: "durable commit per entry, p50, vs the floor (write + fdatasync, preallocated)",
+    need: ["<=", 1.15],
+    ratioMeans: "hybridlog ÷ floor",
+    check(files) {
+      const ours = "hybridlog: enqueue + await commit()";
+      const floor = "floor: write 120 B + fdatasync";
+      const oursNs = rawStat(files.log, ours, "p50");
+      const floorNs = rawStat(files.log, floor, "p50");
+      return {
+        ratio: oursNs / floorNs,
+        figures: [
+          from(`hybridlog p50 ${time(oursNs)}`, files.log, ours),
+          from(`floor p50 ${time(floorNs)}`, files.log, floor),
+        ],
+      };
+    },
+  },
+  {
+    id: "3a",
+    title: "100 appends + one durable commit vs the floor's entries/s",
+    need: [">=", 0.85],
+    ratioMeans: "hybridlog entries/s ÷ floor entries/s",
+    check(files) {
+      const row = tableRow(files.log, /^group commit of \d+ vs /);
+      const entries = Number(row.workload.match(/^group commit of (\d+)/)[1]);
+      const oursNs = positive(row.hybridlogNs, `${files.log.name} "${row.workload}" hybridlogNs`);
+      const floorNs = positive(row.floorNs, `${files.log.name} "${row.workload}" floorNs`);
+      const rate = (ns) => perSecond(entries / ns * 1e9, "entries");
+      return {
+        ratio: floorNs / oursNs,
+        figures: [
+          from(`hybridlog ${rate(oursNs)}, floor ${rate(floorNs)}`, files.log, row.workload),
+        ],
+      };
+    },
+  },
+  {
+    id: "3b",
+    title: "100 appends + one durable commit vs bun:sqlite FULL (entries/s)",
+    need: [">=", 2],
+    ratioMeans: "hybridlog entries/s ÷ bun:sqlite entries/s",
+    check(files) {
+      const row = tableRow(files.peers, /^\d+ appends \+ 1 durable commit/);
+      if (row.unit !== "entries/s") {
+        throw new NotMeasured(`${files.peers.name} "${row.workload}" is not in entries/s`);
+      }
+      const values = peerValues(row);
+      if (values["bun:sqlite"] === undefined) {
+        const why = jsonOf(files.peers).skipped?.["bun:sqlite"];
+        throw new NotMeasured(
+          `${files.peers.name} has no bun:sqlite figure (peers measured: ${
+            peersOf(files.peers).join(", ") || "none"
+          }${why ? `; bun:sqlite skipped: ${why}` : ""})`,
+        );
+      }
+      const ours = positive(
+        row.values.hybridlog,
+        `${files.peers.name} "${row.workload}" hybridlog`,
+      );
+      return {
+        ratio: ours / values["bun:sqlite"],
+        figures: [
+          from(
+            `hybridlog ${perSecond(ours, "entries")}, bun:sqlite ${
+              perSecond(values["bun:sqlite"], "entries")
+            }`,
+            files.peers,
+            row.workload,
+          ),
+        ],
+      };
+    },
+  },
+  {
+    id: "4",
+    title: "256 concurrent committers: durable commits/s vs 500,000/s",
+    need: [">=", 1],
+    ratioMeans: "commits/s ÷ 500,000",
+    check(files) {
+      const commit = jsonOf(files.workers).commit;
+      const rows = Array.isArray(commit?.rows) ? commit.rows : [];
+      if (commit?.durability !== "data") {
+        throw new NotMeasured(`${files.workers.name} has no durable ("data") commit rows`);
+      }
+      /** The fastest of the rows with `inFlight` commits in flight. */
+      const fastestAt = (inFlight) =>
+        rows.filter((row) => row.inFlight === inFlight)
+          .reduce(
+            (a, b) => (a === undefined || b.commitsPerSecond > a.commitsPerSecond ? b : a),
+            undefined,
+          );
+      const best = fastestAt(256);
+      if (best === undefined) {
+        const most = fastestAt(Math.max(...rows.map((row) => row.inFlight)));
+        throw new NotMeasured(
+          `${files.workers.name} has no commit row with 256 in flight (rows: ${
+            rows.map((row) => row.inFlight).join(", ") || "none"
+          } in flight${
+            most
+              ? `; most in flight: "commit, ${committers(most)}", ${
+                perSecond(most.commitsPerSecond, "commits")
+              }`
+              : ""
+          })`,
+        );
+      }
+      const rate = positive(best.commitsPerSecond, `${files.workers.name} commitsPerSecond`);
+      return {
+        ratio: rate / 500_000,
+        figures: [from(perSecond(rate, "commits"), files.workers, `commit, ${committers(best)}`)],
+      };
+    },
+  },
+  {
+    id: "5a",
+    title: "random read of a committed 100 B entry, zero-copy, vs lmdb-js",
+    need: [">=", 4],
+    ratioMeans: "lmdb-js time ÷ hybridlog time",
+    check(files) {
+      const ours = tableRow(files.log, /^random readView vs /);
+      const oursNs = positive(ours.hybridlogNs, `${files.log.name} "${ours.workload}" hybridlogNs`);
+      const peers = tableRow(files.peers, /^random read \(copy\) of /);
+      const lmdbNs = peerValues(peers)["lmdb-js"];
+      if (lmdbNs === undefined) throw new NotMeasured(`${files.peers.name} has no lmdb-js read`);
+      return {
+        ratio: lmdbNs / oursNs,
+        figures: [
+          from(`hybridlog readView ${time(oursNs)}`, files.log, ours.workload),
+          from(`lmdb-js get ${time(lmdbNs)}`, files.peers, peers.workload),
+        ],
+      };
+    },
+  },
+  {
+    id: "5b",
+    title: "random read of a committed 100 B entry, zero-copy, vs the floor (view, mapped page)",
+    need: ["<=", 1.3],
+    ratioMeans: "hybridlog ÷ floor",
+    check(files) {
+      const row = tableRow(files.log, /^random readView vs /);
+      const oursNs = positive(row.hybridlogNs, `${files.log.name} "${row.workload}" hybridlogNs`);
+      const floorNs = positive(row.floorNs, `${files.log.name} "${row.workload}" floorNs`);
+      return {
+        ratio: oursNs / floorNs,
+        figures: [
+          from(`hybridlog ${time(oursNs)}, floor ${time(floorNs)}`, files.log, row.workload),
+        ],
+      };
+    },
+  },
+  {
+    id: "6a",
+    title: "scan of 100 B entries, per entry, vs every peer (faster)",
+    need: [">", 1],
+    ratioMeans: "fastest peer time ÷ hybridlog time",
+    check(files) {
+      const row = tableRow(files.peers, /^scan, per entry/);
+      const values = peerValues(row);
+      const peers = peersOf(files.peers).filter((peer) => values[peer] !== undefined);
+      if (peers.length === 0) throw new NotMeasured(`${files.peers.name} has no peer's scan`);
+      const ours = positive(
+        row.values.hybridlog,
+        `${files.peers.name} "${row.workload}" hybridlog`,
+      );
+      const fastest = peers.reduce((a, b) => (values[b] < values[a] ? b : a));
+      return {
+        ratio: values[fastest] / ours,
+        figures: [
+          from(
+            `hybridlog ${time(ours)}; ${
+              peers.map((peer) => `${peer} ${time(values[peer])}`).join(", ")
+            }`,
+            files.peers,
+            row.workload,
+          ),
+        ],
+      };
+    },
+  },
+  {
+    id: "6b",
+    title: "scan of 100 B entries, per entry, vs the floor (a view per entry, mapped segment)",
+    need: ["<=", 1.5],
+    ratioMeans: "hybridlog ÷ floor",
+    check(files) {
+      const row = tableRow(files.log, /^scan, per entry vs /);
+      const oursNs = positive(row.hybridlogNs, `${files.log.name} "${row.workload}" hybridlogNs`);
+      const floorNs = positive(row.floorNs, `${files.log.name} "${row.workload}" floorNs`);
+      return {
+        ratio: oursNs / floorNs,
+        figures: [
+          from(`hybridlog ${time(oursNs)}, floor ${time(floorNs)}`, files.log, row.workload),
+        ],
+      };
+    },
+  },
+  {
+    id: "7",
+    title: "reopen of 1M committed entries to the first read vs lmdb-js's reopen",
+    need: ["<=", 2],
+    ratioMeans: "hybridlog ÷ lmdb-js",
+    check(files) {
+      const row = tableRow(files.peers, /^reopen 1M entries \+ first read/);
+      const lmdbNs = peerValues(row)["lmdb-js"];
+      if (lmdbNs === undefined) throw new NotMeasured(`${files.peers.name} has no lmdb-js reopen`);
+      const ours = positive(
+        row.values.hybridlog,
+        `${files.peers.name} "${row.workload}" hybridlog`,
+      );
+      return {
+        ratio: ours / lmdbNs,
+        figures: [
+          from(`hybridlog ${time(ours)}, lmdb-js ${time(lmdbNs)}`, files.peers, row.workload),
+        ],
+      };
+    },
+  },
+  {
+    id: "8",
+    title: "p99 timer lag under sustained durable commits ≤ 1 ms",
+    check: (files) => unmeasured(files, ["lag"], "timer lag under sustained durable commits"),
+  },
+  {
+    id: "9",
+    title: "memory over 10M appended + committed entries: JS heap flat, RSS bounded",
+    check: (files) => unmeasured(files, ["heap", "rss"], "heap and RSS over 10M entries"),
+  },
+];
+
+/**
+ * NOT MEASURED for a target no bench measures yet; a result field that looks like its figure
+ * (a key with one of `words` in it) is named, so that this script is taught to read it.
+ */
+function unmeasured(files, words, what) {
+  const found = Object.values(files).flatMap((file) =>
+    file.json === undefined
+      ? []
+      : keysWithWord(file.json, words).map((key) => `${file.name}: ${key}`)
+  );
+  throw new NotMeasured(
+    found.length
+      ? `bench_check.mjs does not read ${what} yet; candidate fields: ${found.join(", ")}`
+      : `no bench measures ${what}: no result file has a field for it`,
+  );
+}
+
+const passes = ([op, bound], ratio) =>
+  op === ">=" ? ratio >= bound : op === "<=" ? ratio <= bound : ratio > bound;
+
+/** `ratio` with enough digits that it never reads as the bound when it is on the other side. */
+function showRatio(ratio, [, bound], pass) {
+  for (const digits of [2, 3, 4, 6]) {
+    const text = ratio.toFixed(digits);
+    if (Number(text) !== bound || (pass && ratio === bound)) return `${text}×`;
+  }
+  return `${ratio}×`;
+}
+
+function evaluate(target, files) {
+  try {
+    const { ratio, figures } = target.check(files);
+    const pass = passes(target.need, ratio);
+    return { status: pass ? "PASS" : "FAIL", ratio: showRatio(ratio, target.need, pass), figures };
+  } catch (error) {
+    if (!(error instanceof NotMeasured)) throw error;
+    return { status: "NOT MEASURED", reason: error.message };
+  }
+}
+
+// ---- context: dates and machine --------------------------------------------------------------------
+
+/** What each runtime's files say about the runtime and the machine, and their dates. */
+function describeRuns(results) {
+  const lines = [];
+  const warnings = [];
+  const dated = [];
+  for (const runtime of RUNTIMES) {
+    const files = Object.values(results[runtime]).filter((file) => file.json !== undefined);
+    const distinct = (values) => [...new Set(values.filter((value) => value !== undefined))];
+    const versions = distinct(files.map((file) => file.json.version));
+    const archs = distinct(files.map((file) => file.json.context?.arch));
+    const cpus = distinct(files.map((file) => file.json.context?.cpu?.name ?? file.json.cpu));
+    const cores = distinct(files.map((file) => file.json.cores));
+    if (files.length === 0) {
+      lines.push(`${runtime}: no result files`);
+      continue;
+    }
+    const machine = [
+      `${runtime} ${versions.join(" / ") || "(version not recorded)"}`,
+      archs.join(" / "),
+      cpus.join(" / "),
+      cores.length ? `${cores.join(" / ")} cores` : undefined,
+    ].filter(Boolean);
+    lines.push(machine.join(", "));
+    if (versions.length > 1) {
+      warnings.push(`${runtime} files come from versions ${versions.join(", ")}`);
+    }
+    if (cpus.length > 1) {
+      warnings.push(`${runtime} files come from different CPUs: ${cpus.join(", ")}`);
+    }
+    for (const file of Object.values(results[runtime])) {
+      if (file.json === undefined) {
+        lines.push(`  ${file.name.padEnd(20)} missing (${FILES[file.kind].bench} writes it)`);
+        continue;
+      }
+      const date = Date.parse(file.json.date);
+      if (Number.isNaN(date)) {
+        lines.push(`  ${file.name.padEnd(20)} no date`);
+        warnings.push(`${file.name} has no date: cannot tell which run it comes from`);
+        continue;
+      }
+      const load = file.json.loadAverage;
+      const loadText = typeof load?.start === "number" && typeof load?.end === "number"
+        ? `  (load average ${load.start.toFixed(2)} → ${load.end.toFixed(2)})`
+        : "";
+      lines.push(`  ${file.name.padEnd(20)} ${file.json.date}${loadText}`);
+      dated.push({ name: file.name, date, text: file.json.date });
+    }
+  }
+  const allCpus = new Set(
+    RUNTIMES.flatMap((runtime) =>
+      Object.values(results[runtime]).map((file) => file.json?.context?.cpu?.name ?? file.json?.cpu)
+    ).filter((cpu) => cpu !== undefined),
+  );
+  if (allCpus.size > 1) {
+    warnings.push(`the results come from different CPUs: ${[...allCpus].join(", ")}`);
+  }
+  if (dated.length > 1) {
+    const oldest = dated.reduce((a, b) => (b.date < a.date ? b : a));
+    const newest = dated.reduce((a, b) => (b.date > a.date ? b : a));
+    const hours = (newest.date - oldest.date) / 3600e3;
+    lines.push(
+      `results span ${
+        hours.toFixed(1)
+      } h, ${oldest.text} (${oldest.name}) to ${newest.text} (${newest.name})`,
+    );
+    if (newest.date - oldest.date > ONE_RUN_MS) {
+      warnings.push(
+        `the result files are ${hours.toFixed(1)} h apart (${oldest.name} ${oldest.text}, ` +
+          `${newest.name} ${newest.text}): they come from different runs, and a ratio across ` +
+          "files compares runs; rerun `npm run bench` for figures of one run",
+      );
+    }
+  }
+  return { lines, warnings };
+}
+
+// ---- main --------------------------------------------------------------------------------------------
+
+const options = parseArgs(process.argv.slice(2));
+if (!existsSync(options.results) || !statSync(options.results).isDirectory()) {
+  console.error(`bench:check: no results directory ${options.results} (npm run bench writes it)`);
+  process.exit(2);
+}
+const results = loadResults(options.results);
+const inside = relative(process.cwd(), options.results);
+const shownDir = inside === "" ? "." : inside.startsWith("..") ? options.results : inside;
+const { lines, warnings } = describeRuns(results);
+
+console.log(`bench:check: the targets of issue 7 (item 5) against the results in ${shownDir}`);
+for (const line of lines) console.log(line);
+for (const warning of warnings) console.log(`warning: ${warning}`);
+console.log("");
+
+const rows = RUNTIMES.flatMap((runtime) =>
+  TARGETS.map((target) => ({ runtime, target, ...evaluate(target, results[runtime]) }))
+);
+const needText = ({ need: [op, bound] }) =>
+  `${op === ">=" ? "≥" : op === "<=" ? "≤" : ">"} ${bound}×`;
+/** What the ratio divides, and the bound, e.g. "hybridlog ÷ floor ≤ 1.15×". */
+const ratioRule = (target) => target.ratioMeans ? `${target.ratioMeans} ${needText(target)}` : "";
+
+if (options.markdown) {
+  console.log("| runtime | target | need | ratio | result | figures [file: workload] |");
+  console.log("|---|---|---|---:|---|---|");
+  for (const row of rows) {
+    const cell = (text) => text.replaceAll("|", "\\|");
+    const detail = row.status === "NOT MEASURED" ? row.reason : row.figures.join("; ");
+    console.log(
+      `| ${row.runtime} | ${row.target.id}. ${cell(row.target.title)} | ${
+        cell(ratioRule(row.target) || "—")
+      } | ${row.ratio ?? "—"} | ${row.status} | ${cell(detail)} |`,
+    );
+  }
+} else {
+  for (const row of rows) {
+    const head = `${row.runtime.padEnd(4)} ${row.status.padEnd(12)} ${row.target.id.padEnd(3)}`;
+    const body = row.status === "NOT MEASURED"
+      ? `${row.target.title} — ${row.reason}`
+      : `${row.target.title}: ${row.ratio} (${ratioRule(row.target)}) — ${row.figures.join("; ")}`;
+    console.log(`${head} ${body}`);
+  }
+}
+
+const count = (status) => rows.filter((row) => row.status === status).length;
+console.log(
+  `\ntargets: ${count("PASS")} pass, ${count("FAIL")} fail, ${count("NOT MEASURED")} not measured` +
+    ` (${RUNTIMES.join(" + ")}, ${TARGETS.length} each)`,
+);
+process.exitCode = count("FAIL") > 0 ? 1 : 0;

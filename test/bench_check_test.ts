@@ -1,0 +1,308 @@
+// scripts/bench_check.mjs (`npm run bench:check`), run with Node as npm runs it, against
+// synthetic result files shaped as the benches write them (bench/*_bench.ts): the targets of
+// issue 7 pass, one fails, or nothing is measured; the figures it prints are the files'.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const ROOT = join(import.meta.dirname!, "..");
+const SCRIPT = join(ROOT, "scripts", "bench_check.mjs");
+const CPU = "Synthetic CPU";
+const DAY_MS = 24 * 3600 * 1000;
+
+type Runtime = "bun" | "deno";
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the script with Node (what `npm run bench:check` runs) on `dir`. */
+function benchCheck(dir: string, ...extra: string[]): Run {
+  const result = spawnSync("node", [SCRIPT, "--results", dir, ...extra], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
+  if (result.error) throw new Error(`cannot run node (is it on PATH?): ${result.error.message}`);
+  return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** A new empty directory, removed when disposed. */
+function tempDir(): { path: string; [Symbol.dispose](): void } {
+  const path = fs.mkdtempSync(join(tmpdir(), "hybridlog-bench-check-"));
+  return { path, [Symbol.dispose]: () => fs.rmSync(path, { recursive: true, force: true }) };
+}
+
+/** mitata-like statistics of one bench, in ns per measured call. */
+const stats = (p50: number) => ({
+  avg: p50 * 1.1,
+  p50,
+  p99: p50 * 3,
+  min: p50 * 0.8,
+  max: p50 * 10,
+  samples: 100,
+});
+
+/** Figures of one runtime, chosen so that every measurable target passes unless overridden. */
+const PASSING = {
+  commitP50Ns: 50_000, // floor 48,000: 1.04×, within 1.15×
+  floorCommitP50Ns: 48_000,
+  groupCommitNs: 100_000, // floor 90,000 → 0.90× of the floor's entries/s
+  floorGroupCommitNs: 90_000,
+  readViewNs: 50, // floor 40 → 1.25×; lmdb-js 1,500 → 30×
+  scanNs: 50, // floor 40 → 1.25×
+  enqueueNs: 20, // best non-durable peer 250 → 12.5×
+  acceptNs: 24, // → 10.4×
+  commits256PerSecond: 600_000,
+};
+type Figures = typeof PASSING;
+
+/** bench/results/<runtime>.json as bench/append_log_bench.ts writes it (the fields read). */
+function appendLogJson(runtime: Runtime, date: string, f: Figures) {
+  const row = (workload: string, hybridlogNs: number, floorNs: number) => ({
+    workload,
+    hybridlogNs,
+    floorNs,
+    ratio: hybridlogNs / floorNs,
+  });
+  return {
+    runtime,
+    version: "9.9.9",
+    date,
+    unit: "ns",
+    context: { runtime, arch: "x64-linux", cpu: { name: CPU, freq: 3 } },
+    table: [
+      row("durable commit per entry vs 120 B write + fdatasync", 60_000, 55_000),
+      row("group commit of 100 vs 12 KB write + fdatasync", f.groupCommitNs, f.floorGroupCommitNs),
+      row("random readView vs mapped view", f.readViewNs, 40),
+      row("scan, per entry vs mapped view", f.scanNs, 40),
+    ],
+    raw: {
+      "hybridlog: enqueue + await commit()": stats(f.commitP50Ns),
+      "floor: write 120 B + fdatasync": stats(f.floorCommitP50Ns),
+    },
+  };
+}
+
+/** bench/results/<runtime>-peers.json as bench/peers_bench.ts writes it. */
+function peersJson(runtime: Runtime, date: string, f: Figures) {
+  // Deno KV syncs every write: its "append, no sync" figure is its durable set, and it has no
+  // no-sync bench of its own. Its figure here would fail target 1 if it were counted.
+  const peers: Record<string, number> = runtime === "bun"
+    ? { "bun:sqlite": 6_700, "lmdb-js": 1_300, "node:fs file": 250 }
+    : { "Deno KV": 100, "lmdb-js": 1_300, "node:fs file": 250 };
+  const names = Object.keys(peers);
+  const nonDurable = names.filter((name) => name !== "Deno KV");
+  const row = (workload: string, unit: string, values: Record<string, number>) => ({
+    workload,
+    unit,
+    values,
+  });
+  const each = (hybridlog: number, peerValue: number) =>
+    Object.fromEntries([["hybridlog", hybridlog], ...names.map((name) => [name, peerValue])]);
+  return {
+    runtime,
+    version: "9.9.9",
+    date,
+    context: { runtime, arch: "x64-linux", cpu: { name: CPU, freq: 3 } },
+    peers: names,
+    skipped: {},
+    table: [
+      row("append 100 B, no sync (mean per entry)", "ns", { hybridlog: f.enqueueNs, ...peers }),
+      row("durable commit per entry, p50", "ns", each(70_000, 80_000)),
+      row("100 appends + 1 durable commit", "entries/s", each(700_000, 300_000)),
+      row("random read (copy) of 1 of 100k", "ns", each(900, 1_500)),
+      row("scan, per entry", "ns", each(50, 60)),
+      row("reopen 1M entries + first read", "ns", each(300_000, 200_000)),
+    ],
+    raw: Object.fromEntries(
+      ["hybridlog", ...nonDurable].map((name) => [
+        `${name}: 100 × append 100 B, no sync`,
+        stats(10_000),
+      ]),
+    ),
+  };
+}
+
+/** bench/results/<runtime>-consensus.json as bench/consensus_log_bench.ts writes it. */
+function consensusJson(runtime: Runtime, date: string, f: Figures) {
+  return {
+    runtime,
+    version: "9.9.9",
+    date,
+    unit: "ns",
+    context: { runtime, arch: "x64-linux", cpu: { name: CPU, freq: 3 } },
+    table: [
+      { workload: "accept 10 B", value: 20, unit: "ns", ns: 20, p50Ns: 18 },
+      { workload: "accept 100 B", value: f.acceptNs, unit: "ns", ns: f.acceptNs, p50Ns: 20 },
+    ],
+    raw: {},
+  };
+}
+
+/** bench/results/<runtime>-workers.json as bench/workers_bench.ts writes it. */
+function workersJson(runtime: Runtime, date: string, f: Figures) {
+  const row = (workers: number, lanesPerThread: number, commitsPerSecond: number) => ({
+    workers,
+    lanesPerThread,
+    inFlight: Math.max(1, workers) * lanesPerThread,
+    commitsPerSecond,
+  });
+  return {
+    runtime,
+    version: "9.9.9",
+    date,
+    cores: 2,
+    cpu: CPU,
+    loadAverage: { start: 0.5, end: 1.5 },
+    commit: {
+      seconds: 2,
+      durability: "data",
+      rows: [row(0, 8, 50_000), row(0, 256, f.commits256PerSecond), row(32, 8, 400_000)],
+    },
+  };
+}
+
+/** Writes the four result files of each runtime that the targets read, plus a manager file. */
+function writeResults(
+  dir: string,
+  { figures = {}, dates = {} }: {
+    figures?: Partial<Record<Runtime, Partial<Figures>>>;
+    dates?: Partial<Record<Runtime, string>>;
+  } = {},
+): void {
+  for (const runtime of ["bun", "deno"] as const) {
+    const f = { ...PASSING, ...figures[runtime] };
+    const date = dates[runtime] ?? "2026-01-10T12:00:00.000Z";
+    const files: Record<string, unknown> = {
+      [`${runtime}.json`]: appendLogJson(runtime, date, f),
+      [`${runtime}-peers.json`]: peersJson(runtime, date, f),
+      [`${runtime}-consensus.json`]: consensusJson(runtime, date, f),
+      [`${runtime}-workers.json`]: workersJson(runtime, date, f),
+      [`${runtime}-manager.json`]: { runtime, version: "9.9.9", date, table: [], raw: {} },
+    };
+    for (const [name, json] of Object.entries(files)) {
+      fs.writeFileSync(join(dir, name), JSON.stringify(json, null, 2));
+    }
+  }
+}
+
+/** The per-target lines: `{ runtime, status, id, text }`. */
+function targetLines(stdout: string) {
+  return stdout.split("\n").flatMap((line) => {
+    const m = line.match(/^(bun|deno) +(PASS|FAIL|NOT MEASURED) +(\d[ab]?) +(.*)$/);
+    return m ? [{ runtime: m[1], status: m[2], id: m[3], text: m[4] }] : [];
+  });
+}
+
+const IDS = ["1", "2", "3a", "3b", "4", "5a", "5b", "6a", "6b", "7", "8", "9"];
+
+describe("npm run bench:check", () => {
+  test("every measurable target passes: exit 0, PASS lines with the files' figures", () => {
+    using dir = tempDir();
+    writeResults(dir.path);
+    const run = benchCheck(dir.path);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    const lines = targetLines(run.stdout);
+    assert.deepEqual(lines.map(({ runtime, id }) => `${runtime} ${id}`), [
+      ...IDS.map((id) => `bun ${id}`),
+      ...IDS.map((id) => `deno ${id}`),
+    ]);
+    const status = (runtime: string, id: string) =>
+      lines.find((line) => line.runtime === runtime && line.id === id)!.status;
+    for (const runtime of ["bun", "deno"]) {
+      for (const id of ["1", "2", "3a", "4", "5a", "5b", "6a", "6b", "7"]) {
+        assert.equal(status(runtime, id), "PASS", `${runtime} ${id}`);
+      }
+      // No bench measures timer lag or memory over 10M entries yet.
+      assert.equal(status(runtime, "8"), "NOT MEASURED");
+      assert.equal(status(runtime, "9"), "NOT MEASURED");
+    }
+    assert.equal(status("bun", "3b"), "PASS");
+    // deno-peers.json has no bun:sqlite.
+    assert.equal(status("deno", "3b"), "NOT MEASURED");
+    assert.match(run.stdout, /^targets: 19 pass, 0 fail, 5 not measured\b/m);
+
+    // The figures are the files' own, each with its file and workload.
+    const line = (runtime: string, id: string) =>
+      lines.find((line) => line.runtime === runtime && line.id === id)!.text;
+    assert.match(line("bun", "2"), /: 1\.04× /);
+    assert.match(
+      line("bun", "2"),
+      /50\.00 µs \[bun\.json: "hybridlog: enqueue \+ await commit\(\)"\]/,
+    );
+    assert.match(line("bun", "2"), /48\.00 µs \[bun\.json: "floor: write 120 B \+ fdatasync"\]/);
+    assert.match(
+      line("deno", "4"),
+      /600,000 commits\/s \[deno-workers\.json: "commit, owner alone/,
+    );
+    assert.match(line("deno", "1"), /accept 24\.0 ns \[deno-consensus\.json: "accept 100 B"\]/);
+    // Deno KV's figure (synced, 100 ns) is not the best non-durable append: node:fs file's is.
+    assert.match(line("deno", "1"), /: 10\.42× .*best peer node:fs file 250\.0 ns/);
+    assert.match(line("deno", "1"), /left out, their append syncs: Deno KV/);
+
+    // The date and machine of the run, and no warning for files of one run.
+    assert.match(run.stdout, /^bun 9\.9\.9, x64-linux, Synthetic CPU, 2 cores$/m);
+    assert.match(run.stdout, /^ {2}deno-peers\.json +2026-01-10T12:00:00\.000Z$/m);
+    assert.doesNotMatch(run.stdout, /warning/);
+
+    const markdown = benchCheck(dir.path, "--markdown");
+    assert.equal(markdown.code, 0, markdown.stderr);
+    assert.equal(markdown.stdout.split("\n").filter((l) => /^\| (bun|deno) \|/.test(l)).length, 24);
+  });
+
+  test("one measured target fails: exit 1, and its line says FAIL", () => {
+    using dir = tempDir();
+    // 57,600 / 48,000 = 1.2× the floor: over 1.15×.
+    writeResults(dir.path, { figures: { bun: { commitP50Ns: 57_600 } } });
+    const run = benchCheck(dir.path);
+    assert.equal(run.code, 1, run.stdout + run.stderr);
+    const failed = targetLines(run.stdout).filter((line) => line.status === "FAIL");
+    assert.deepEqual(failed.map(({ runtime, id }) => `${runtime} ${id}`), ["bun 2"]);
+    assert.match(failed[0].text, /: 1\.20× \(hybridlog ÷ floor ≤ 1\.15×\)/);
+    assert.match(failed[0].text, /57\.60 µs/);
+    assert.match(run.stdout, /^targets: 18 pass, 1 fail, 5 not measured\b/m);
+  });
+
+  test("an empty results directory: every target NOT MEASURED, exit 0", () => {
+    using dir = tempDir();
+    const run = benchCheck(dir.path);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    const lines = targetLines(run.stdout);
+    assert.equal(lines.length, 2 * IDS.length);
+    for (const line of lines) assert.equal(line.status, "NOT MEASURED", line.text);
+    assert.match(
+      lines.find((line) => line.runtime === "bun" && line.id === "2")!.text,
+      /no bun\.json \(written by bench\/append_log_bench\.ts\)/,
+    );
+    assert.match(run.stdout, /^bun: no result files$/m);
+    assert.match(run.stdout, /^targets: 0 pass, 0 fail, 24 not measured\b/m);
+  });
+
+  test("results more than a day apart: a warning naming the files", () => {
+    using dir = tempDir();
+    const bun = "2026-01-10T12:00:00.000Z";
+    const deno = new Date(Date.parse(bun) + 2 * DAY_MS).toISOString();
+    writeResults(dir.path, { dates: { bun, deno } });
+    const run = benchCheck(dir.path);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    assert.match(
+      run.stdout,
+      /^warning: the result files are 48\.0 h apart \(bun\.json 2026-01-10T12:00:00\.000Z, deno\.json 2026-01-12/m,
+    );
+  });
+
+  test("a missing results directory or an unknown option: exit 2 and why", () => {
+    using dir = tempDir();
+    const missing = benchCheck(join(dir.path, "nothing-here"));
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /no results directory/);
+    const unknown = benchCheck(dir.path, "--bogus");
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown argument --bogus/);
+  });
+});
