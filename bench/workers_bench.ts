@@ -25,7 +25,8 @@
  *    over every slot (maps the segments into the thread, warms the JIT).
  * 3. Accept + `await commit()` with durability "data" (fdatasync): `COMMIT_LANES` loops in flight
  *    per committing thread, for `COMMIT_SECONDS` (then each loop finishes the commit it awaits):
- *    the owner alone with 8 and with 64 loops, then 1, 2, 4, 8 Workers with 8 loops each. Commits
+ *    the owner alone with 8, 64 and 256 loops, then 1, 2, 4, 8 Workers with 8 loops each and
+ *    4 Workers with 64 each (256 committers, issue 7's target). Commits
  *    of Workers are carried out by the owner's group commit; the table shows the group commits
  *    (`stats().commits` delta) and syncs that served them.
  *
@@ -82,9 +83,11 @@ const COMMIT_WARMUP = 100;
 const COMMIT_CONFIGS = [
   { workers: 0, lanes: COMMIT_LANES },
   { workers: 0, lanes: 8 * COMMIT_LANES },
+  { workers: 0, lanes: 32 * COMMIT_LANES }, // 256 concurrent committers (issue 7's target)
   { workers: 1, lanes: COMMIT_LANES },
   { workers: 2, lanes: COMMIT_LANES },
   { workers: 4, lanes: COMMIT_LANES },
+  { workers: 4, lanes: 8 * COMMIT_LANES }, // 256 concurrent committers over 4 Workers
   { workers: 8, lanes: COMMIT_LANES },
 ] as const;
 /** Slots committed per `commitMany` when the owner drains or builds a log. */
