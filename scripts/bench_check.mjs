@@ -112,6 +112,28 @@ function tableRow(file, pattern) {
   return row;
 }
 
+/**
+ * The row of `file`'s hybridlog-vs-floor table matching `pattern`, with its two figures (ns)
+ * checked: `{ workload, oursNs, floorNs }`.
+ */
+function floorRow(file, pattern) {
+  const row = tableRow(file, pattern);
+  return {
+    workload: row.workload,
+    oursNs: positive(row.hybridlogNs, `${file.name} "${row.workload}" hybridlogNs`),
+    floorNs: positive(row.floorNs, `${file.name} "${row.workload}" floorNs`),
+  };
+}
+
+/** A target "hybridlog ÷ floor" of the floor-table row matching `pattern`, in time per call. */
+function timeOverFloor(file, pattern) {
+  const { workload, oursNs, floorNs } = floorRow(file, pattern);
+  return {
+    ratio: oursNs / floorNs,
+    figures: [from(`hybridlog ${time(oursNs)}, floor ${time(floorNs)}`, file, workload)],
+  };
+}
+
 /** Statistic `stat` (avg, p50, p99 …, ns per measured call) of bench `name` in `file`'s `raw`. */
 function rawStat(file, name, stat) {
   const stats = jsonOf(file).raw?.[name];
@@ -257,16 +279,12 @@ const TARGETS = [
     need: [">=", 0.85],
     ratioMeans: "hybridlog entries/s ÷ floor entries/s",
     check(files) {
-      const row = tableRow(files.log, /^group commit of \d+ vs /);
-      const entries = Number(row.workload.match(/^group commit of (\d+)/)[1]);
-      const oursNs = positive(row.hybridlogNs, `${files.log.name} "${row.workload}" hybridlogNs`);
-      const floorNs = positive(row.floorNs, `${files.log.name} "${row.workload}" floorNs`);
+      const { workload, oursNs, floorNs } = floorRow(files.log, /^group commit of \d+ vs /);
+      const entries = Number(workload.match(/^group commit of (\d+)/)[1]);
       const rate = (ns) => perSecond(entries / ns * 1e9, "entries");
       return {
         ratio: floorNs / oursNs,
-        figures: [
-          from(`hybridlog ${rate(oursNs)}, floor ${rate(floorNs)}`, files.log, row.workload),
-        ],
+        figures: [from(`hybridlog ${rate(oursNs)}, floor ${rate(floorNs)}`, files.log, workload)],
       };
     },
   },
@@ -353,8 +371,8 @@ const TARGETS = [
     need: [">=", 4],
     ratioMeans: "lmdb-js time ÷ hybridlog time",
     check(files) {
-      const ours = tableRow(files.log, /^random readView vs /);
-      const oursNs = positive(ours.hybridlogNs, `${files.log.name} "${ours.workload}" hybridlogNs`);
+      const ours = floorRow(files.log, /^random readView vs /);
+      const oursNs = ours.oursNs;
       const peers = tableRow(files.peers, /^random read \(copy\) of /);
       const lmdbNs = peerValues(peers)["lmdb-js"];
       if (lmdbNs === undefined) throw new NotMeasured(`${files.peers.name} has no lmdb-js read`);
@@ -373,15 +391,7 @@ const TARGETS = [
     need: ["<=", 1.3],
     ratioMeans: "hybridlog ÷ floor",
     check(files) {
-      const row = tableRow(files.log, /^random readView vs /);
-      const oursNs = positive(row.hybridlogNs, `${files.log.name} "${row.workload}" hybridlogNs`);
-      const floorNs = positive(row.floorNs, `${files.log.name} "${row.workload}" floorNs`);
-      return {
-        ratio: oursNs / floorNs,
-        figures: [
-          from(`hybridlog ${time(oursNs)}, floor ${time(floorNs)}`, files.log, row.workload),
-        ],
-      };
+      return timeOverFloor(files.log, /^random readView vs /);
     },
   },
   {
@@ -419,15 +429,7 @@ const TARGETS = [
     need: ["<=", 1.5],
     ratioMeans: "hybridlog ÷ floor",
     check(files) {
-      const row = tableRow(files.log, /^scan, per entry vs /);
-      const oursNs = positive(row.hybridlogNs, `${files.log.name} "${row.workload}" hybridlogNs`);
-      const floorNs = positive(row.floorNs, `${files.log.name} "${row.workload}" floorNs`);
-      return {
-        ratio: oursNs / floorNs,
-        figures: [
-          from(`hybridlog ${time(oursNs)}, floor ${time(floorNs)}`, files.log, row.workload),
-        ],
-      };
+      return timeOverFloor(files.log, /^scan, per entry vs /);
     },
   },
   {
