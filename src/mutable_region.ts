@@ -244,31 +244,25 @@ export class MutableRegion {
   #available(excludeSelf: boolean): number {
     let available = 0;
     for (let chunk = 0; chunk < this.chunkCount; chunk++) {
-      const state = Atomics.load(this.#control, this.#field(chunk, STATE));
-      if (
-        state === CHUNK_FREE ||
-        (state === CHUNK_RETIRED &&
-          this.#epochs.isSafe(
-            Atomics.load(this.#control, this.#field(chunk, RETIRED_AT)),
-            excludeSelf,
-          ))
-      ) {
-        available++;
-      }
+      if (this.#claimableState(chunk, excludeSelf) >= 0) available++;
     }
     return available;
   }
 
+  /** The state of `chunk` if it can be claimed (free, or retired and safe), else -1. */
+  #claimableState(chunk: number, excludeSelf: boolean): number {
+    const state = Atomics.load(this.#control, this.#field(chunk, STATE));
+    if (state === CHUNK_FREE) return state;
+    if (state !== CHUNK_RETIRED) return -1;
+    const epoch = Atomics.load(this.#control, this.#field(chunk, RETIRED_AT));
+    return this.#epochs.isSafe(epoch, excludeSelf) ? state : -1;
+  }
+
   /** Moves `chunk` from free (or safely retired) to open. */
   #take(chunk: number, excludeSelf: boolean): boolean {
+    const state = this.#claimableState(chunk, excludeSelf);
+    if (state < 0) return false;
     const at = this.#field(chunk, STATE);
-    const state = Atomics.load(this.#control, at);
-    if (state === CHUNK_RETIRED) {
-      const epoch = Atomics.load(this.#control, this.#field(chunk, RETIRED_AT));
-      if (!this.#epochs.isSafe(epoch, excludeSelf)) return false;
-    } else if (state !== CHUNK_FREE) {
-      return false;
-    }
     return Atomics.compareExchange(this.#control, at, state, CHUNK_OPEN) === state;
   }
 

@@ -10,7 +10,9 @@
  */
 import type { Device, DeviceFile, FileView } from "./device.ts";
 import { CorruptionError, IoError } from "./errors.ts";
-import { recordInSegment, type SegmentRecord, SegmentSet, walkRecords } from "./segments.ts";
+import { join } from "node:path";
+import { segmentFileName } from "./segment_format.ts";
+import { recordInSegment, type SegmentRecord, walkRecords } from "./segments.ts";
 
 interface Mapped {
   file: DeviceFile;
@@ -21,7 +23,6 @@ interface Mapped {
 /** Read-only access to the committed records of one log, for an attached thread. */
 export class SegmentReader {
   #segments = new Map<number, Mapped>();
-  #paths: SegmentSet;
   #releasedBelow = 0;
 
   constructor(
@@ -30,13 +31,12 @@ export class SegmentReader {
     readonly logId: number,
     readonly segmentSizeBytes: number,
   ) {
-    this.#paths = new SegmentSet(device, dir, logId, segmentSizeBytes);
   }
 
   #segment(index: number): Mapped | undefined {
     let mapped = this.#segments.get(index);
     if (mapped) return mapped;
-    const path = this.#paths.pathOf(index);
+    const path = join(this.dir, segmentFileName(index));
     let file: DeviceFile;
     try {
       file = this.device.open(path, { readOnly: true });
