@@ -23,12 +23,10 @@ import {
   CommitRequests,
   type ConsensusEntry,
   type ConsensusLogHandle,
-  entryFromRecord,
+  followCommits,
   HANDLE_VERSION,
-  recordSlotAndType,
   RequestKind,
   SharedSlots,
-  TYPE_COMMITTED,
 } from "./consensus_shared.ts";
 import { checkBytes, checkIndex, runNow } from "./validate.ts";
 
@@ -231,30 +229,30 @@ export class AttachedConsensusLog {
   async *tail(options: AttachedTailOptions = {}): AsyncGenerator<ConsensusEntry> {
     this.#assertOpen("tail");
     const from = options.from === undefined ? 0 : checkIndex("tail", "slot", options.from);
-    const signal = options.signal;
     const control = this.#slots.control;
-    let cursor = control.beginAddress;
-    const aborted = new Promise<void>((wake) => {
-      signal?.addEventListener("abort", () => wake(), { once: true });
-    });
-    while (!signal?.aborted && !this.closed) {
-      const seen = control.commits;
-      const until = control.committedUntilAddress;
-      for (
-        const { address, nextAddress, record } of this.#reader.records(cursor, until, this.#begin)
-      ) {
-        cursor = nextAddress;
-        if (record.kind !== RecordKind.entry) continue;
-        const { slot, type } = recordSlotAndType(record.payload);
-        if (type === TYPE_COMMITTED && slot >= from && address >= control.beginAddress) {
-          yield entryFromRecord(record.payload, true);
-        }
-        if (signal?.aborted || this.closed) return;
-      }
-      cursor = Math.max(cursor, until);
-      if (cursor < control.committedUntilAddress) continue;
-      await Promise.race([control.waitCommit(seen, 1000), aborted]);
-    }
+    const reader = this.#reader;
+    const begin = this.#begin;
+    yield* followCommits(
+      {
+        beginAddress: begin,
+        committedUntilAddress: () => control.committedUntilAddress,
+        closed: () => this.closed,
+        *entries(start, end) {
+          for (const { address, nextAddress, record } of reader.records(start, end, begin)) {
+            if (record.kind === RecordKind.entry) {
+              yield { address, nextAddress, payload: record.payload };
+            }
+          }
+        },
+        armWait: () => {
+          // Another thread commits: note the commit count first, then wait for it to move.
+          const seen = control.commits;
+          return () => control.waitCommit(seen, 1000);
+        },
+      },
+      from,
+      options.signal,
+    );
   }
 
   /**

@@ -20,7 +20,7 @@ import { type Ballot, compareBallots, HardStateStore, type RaftHardState } from 
 import { readIndexCheckpoint, writeIndexCheckpoint } from "./index_checkpoint.ts";
 import { REGION_ENTRY_HEADER_BYTES } from "./mutable_region.ts";
 import { RecordKind } from "./record_format.ts";
-import { SLOT_COMMITTED, SLOT_EMPTY, wordOffset } from "./slot_index.ts";
+import { acceptedWord, SLOT_COMMITTED, SLOT_EMPTY, wordOffset } from "./slot_index.ts";
 import { type Durability, DurableTail } from "./tail.ts";
 import { fsDevice } from "./fs_device.ts";
 import { checkLogOptions } from "./log_options.ts";
@@ -35,6 +35,7 @@ import {
   describeBallot,
   ENTRY_HEADER_BYTES,
   entryFromRecord,
+  followCommits,
   HANDLE_VERSION,
   recordSlotAndType,
   RequestKind,
@@ -500,7 +501,7 @@ export class ConsensusLog {
         this.#tail.prepare(lengths);
       } catch (error) {
         for (const { position, offset } of frozen) {
-          Atomics.store(words, position, 2 + offset / 8);
+          Atomics.store(words, position, acceptedWord(offset));
         }
         throw error;
       }
@@ -829,24 +830,19 @@ export class ConsensusLog {
   async *tail(options: ConsensusTailOptions = {}): AsyncGenerator<ConsensusEntry> {
     this.#tail.assertOpen("tail");
     const from = options.from === undefined ? 0 : this.#checkSlot("tail", options.from);
-    const signal = options.signal;
     const tail = this.#tail;
-    let cursor = tail.beginAddress;
-    while (!signal?.aborted && !tail.closed) {
-      const until = tail.committedUntilAddress;
-      for (const record of tail.records(cursor, until)) {
-        const { slot, type } = recordSlotAndType(record.payload);
-        if (type === TYPE_COMMITTED && slot >= from) yield entryFromRecord(record.payload, true);
-        cursor = record.nextAddress;
-        if (signal?.aborted || tail.closed) return;
-      }
-      cursor = Math.max(cursor, until);
-      if (cursor < tail.committedUntilAddress) continue;
-      await new Promise<void>((wake) => {
-        tail.onNextCommit(wake);
-        signal?.addEventListener("abort", () => wake(), { once: true });
-      });
-    }
+    yield* followCommits(
+      {
+        beginAddress: () => tail.beginAddress,
+        committedUntilAddress: () => tail.committedUntilAddress,
+        closed: () => tail.closed,
+        entries: (start, end) => tail.records(start, end),
+        // One thread: nothing commits between this call and the wait, so registering then is enough.
+        armWait: () => () => new Promise<void>((wake) => tail.onNextCommit(wake)),
+      },
+      from,
+      options.signal,
+    );
   }
 
   // ---- hard state --------------------------------------------------------------------------

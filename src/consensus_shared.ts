@@ -399,6 +399,56 @@ export function entryFromRecord(
   };
 }
 
+/** Where {@linkcode followCommits} reads committed records, in the owner or in a Worker. */
+export interface CommitSource {
+  /** The log's begin address now. */
+  beginAddress(): number;
+  /** The durable end now. */
+  committedUntilAddress(): number;
+  /** Whether the log (or this thread's part) is closed. */
+  closed(): boolean;
+  /** The entry records of `[from, to)` (commit markers and padding skipped). */
+  entries(
+    from: number,
+    to: number,
+  ): Iterable<{ address: number; nextAddress: number; payload: Uint8Array }>;
+  /**
+   * Called before `committedUntilAddress()` is read; the function it returns resolves after the
+   * next durable commit (or close) following that call, so no commit is missed in between.
+   */
+  armWait(): () => Promise<void>;
+}
+
+/**
+ * Committed entries with a slot at or above `from`, in commit order: those durable now, then each
+ * new one as it becomes durable. Ends when `signal` aborts or the source closes.
+ */
+export async function* followCommits(
+  source: CommitSource,
+  from: number,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<ConsensusEntry> {
+  let cursor = source.beginAddress();
+  const aborted = new Promise<void>((wake) => {
+    signal?.addEventListener("abort", () => wake(), { once: true });
+  });
+  while (!signal?.aborted && !source.closed()) {
+    const wait = source.armWait();
+    const until = source.committedUntilAddress();
+    for (const { address, nextAddress, payload } of source.entries(cursor, until)) {
+      cursor = nextAddress;
+      const { slot, type } = recordSlotAndType(payload);
+      if (type === TYPE_COMMITTED && slot >= from && address >= source.beginAddress()) {
+        yield entryFromRecord(payload, true);
+      }
+      if (signal?.aborted || source.closed()) return;
+    }
+    cursor = Math.max(cursor, until);
+    if (cursor < source.committedUntilAddress()) continue;
+    await Promise.race([wait(), aborted]);
+  }
+}
+
 /** Slot and type of a tail record's payload. */
 export function recordSlotAndType(payload: Uint8Array): { slot: number; type: number } {
   const view = new DataView(payload.buffer, payload.byteOffset, ENTRY_HEADER_BYTES);
