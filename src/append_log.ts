@@ -16,11 +16,12 @@ import type { Device } from "./device.ts";
 import { ClosedError, InvalidArgumentError } from "./errors.ts";
 import type { Metrics, NumberSeries } from "./metrics.ts";
 import { RecordKind } from "./record_format.ts";
+import type { LogEntry } from "./entry_iterator.ts";
 import { type CommitPoint, type Durability, DurableTail } from "./tail.ts";
 import { checkLogOptions } from "./log_options.ts";
 import { checkBytes, checkIndex, checkSizeOption, runNow } from "./validate.ts";
 
-export type { CommitPoint, Durability };
+export type { CommitPoint, Durability, LogEntry };
 
 /** Options of {@linkcode AppendLog.open}. */
 export interface AppendLogOptions {
@@ -43,20 +44,6 @@ export interface AppendLogOptions {
   device?: Device;
   /** The metrics registry the log records into (default `defaultMetrics`). */
   metrics?: Metrics;
-}
-
-/** An entry returned by {@linkcode AppendLog.scan} and {@linkcode AppendLog.tail}. */
-export interface LogEntry {
-  /** The entry's address. */
-  readonly address: number;
-  /** The address after the entry, to resume a scan. */
-  readonly nextAddress: number;
-  /**
-   * The entry's bytes: a zero-copy view of the mapped segment (a copy for entries not yet written
-   * out). The view is detached (length 0) once the entry is truncated or the log closes; copy it
-   * to keep it longer.
-   */
-  readonly value: Uint8Array;
 }
 
 /** Options of {@linkcode AppendLog.scan}. */
@@ -349,6 +336,8 @@ export class AppendLog {
    * @throws {CorruptionError} The stored entry fails its checksum.
    */
   read(address: number): Uint8Array | undefined {
+    const view = this.#tail.committedPayload(address, RecordKind.entry);
+    if (view !== undefined) return view.slice();
     return this.#locateEntry("read", address)?.slice();
   }
 
@@ -361,6 +350,8 @@ export class AppendLog {
    * @returns A view of the entry, or `undefined` outside `[beginAddress, tailAddress)`.
    */
   readView(address: number): Uint8Array | undefined {
+    const view = this.#tail.committedPayload(address, RecordKind.entry);
+    if (view !== undefined) return view;
     const payload = this.#locateEntry("read", address);
     if (payload === undefined) return undefined;
     return address >= this.#tail.committedUntilAddress ? payload.slice() : payload;
@@ -392,12 +383,10 @@ export class AppendLog {
    * }
    * ```
    */
-  *scan(options: ScanOptions = {}): Generator<LogEntry> {
+  scan(options: ScanOptions = {}): IteratorObject<LogEntry, undefined> {
     this.#tail.assertOpen("scan");
     const [from, to] = this.#checkRange("scan", options.from, options.to);
-    for (const record of this.#tail.records(from, to)) {
-      yield { address: record.address, nextAddress: record.nextAddress, value: record.payload };
-    }
+    return this.#tail.entries(from, to);
   }
 
   /**
@@ -431,8 +420,8 @@ export class AppendLog {
       : checkIndex("tail", "from", options.from);
     while (!signal?.aborted) {
       const until = this.#tail.committedUntilAddress;
-      for (const record of this.#tail.records(cursor, until)) {
-        yield { address: record.address, nextAddress: record.nextAddress, value: record.payload };
+      for (const entry of this.#tail.entries(cursor, until)) {
+        yield entry;
         if (signal?.aborted || this.#tail.closed) return;
       }
       cursor = Math.max(cursor, until);

@@ -29,6 +29,14 @@ export interface Segment {
   dirty: boolean;
   /** Created since the directory was last synced: needs `fsync` and a directory sync. */
   fresh: boolean;
+  /**
+   * Records starting below this offset were not written by this process (the segment was found
+   * at open): each is checksum-verified on its first read, then marked in `verified`. Records
+   * this process wrote are trusted: the page cache holds the bytes it sealed.
+   */
+  readonly verifyBelow: number;
+  /** One bit per 8-byte unit: the record starting there passed its checksum (lazily made). */
+  verified: Uint32Array | undefined;
 }
 
 /** The segments of one log directory, indexed by segment number. */
@@ -90,7 +98,16 @@ export class SegmentSet {
   /** Adds an existing segment file, mapped (recovery). Must extend the set contiguously. */
   adopt(index: number, file: DeviceFile): Segment {
     const view = file.view(this.segmentSizeBytes);
-    return this.#push({ index, path: file.path, file, view, dirty: false, fresh: false });
+    return this.#push({
+      index,
+      path: file.path,
+      file,
+      view,
+      dirty: false,
+      fresh: false,
+      verifyBelow: this.segmentSizeBytes,
+      verified: undefined,
+    });
   }
 
   /**
@@ -104,7 +121,16 @@ export class SegmentSet {
       file.allocate(0, this.segmentSizeBytes);
       file.write(encodeSegmentHeader(this.logId, index, this.segmentSizeBytes), 0);
       const view = file.view(this.segmentSizeBytes);
-      return this.#push({ index, path, file, view, dirty: true, fresh: true });
+      return this.#push({
+        index,
+        path,
+        file,
+        view,
+        dirty: true,
+        fresh: true,
+        verifyBelow: 0,
+        verified: undefined,
+      });
     } catch (error) {
       file.close();
       this.device.remove(path);
@@ -205,6 +231,60 @@ export function recordInSegment(
     payload: bytes.subarray(start, start + length),
     size: recordSizeBytes(length),
   };
+}
+
+/**
+ * The payload of the record of `kind` at `address` in `segment`, as a new view of the mapping,
+ * or `undefined` when no valid record of that kind starts there (the caller's slow path, e.g.
+ * {@linkcode recordInSegment}, then says why). The read fast path: header words only, and the
+ * checksum only on the first read of a record this process did not write.
+ */
+export function payloadView(
+  segment: Segment,
+  segmentSizeBytes: number,
+  address: number,
+  kind: number,
+  logId: number,
+): Uint8Array | undefined {
+  const offset = address - segment.index * segmentSizeBytes;
+  if (offset < SEGMENT_HEADER_BYTES || offset > segmentSizeBytes - RECORD_HEADER_BYTES) {
+    return undefined;
+  }
+  const { bytes, words } = segment.view;
+  const w = offset >>> 2;
+  const high = words[w + 3];
+  // Compares the whole stored address, so a non-integer or misaligned `address` never matches.
+  if ((high & 0xffff) * 0x1_0000_0000 + words[w + 2] !== address) return undefined;
+  if (((high >>> 16) & 0xff) !== kind) return undefined;
+  const length = words[w + 1];
+  const start = offset + RECORD_HEADER_BYTES;
+  if (length > segmentSizeBytes - start) return undefined;
+  if (offset < segment.verifyBelow && !isVerified(segment, offset)) {
+    const problem = checkRecord(
+      bytes,
+      words,
+      offset,
+      segmentSizeBytes,
+      address,
+      logId,
+      recordBytesLimit(segmentSizeBytes),
+    );
+    if (problem !== undefined) return undefined;
+    markVerified(segment, offset, segmentSizeBytes);
+  }
+  return new Uint8Array(bytes.buffer, bytes.byteOffset + start, length);
+}
+
+/** Whether the record at `offset` of `segment` passed its checksum in this process. */
+export function isVerified(segment: Segment, offset: number): boolean {
+  const verified = segment.verified;
+  return verified !== undefined && ((verified[offset >>> 8] >>> ((offset >>> 3) & 31)) & 1) === 1;
+}
+
+function markVerified(segment: Segment, offset: number, segmentSizeBytes: number): void {
+  // One bit per 8-byte unit: 1/64 of the segment, made on the first verified read.
+  const verified = segment.verified ??= new Uint32Array(segmentSizeBytes / 256);
+  verified[offset >>> 8] |= 1 << ((offset >>> 3) & 31);
 }
 
 /**

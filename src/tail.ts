@@ -20,7 +20,14 @@ import {
   writeHeader,
 } from "./record_format.ts";
 import { encodeCommitMarker, type RecoveredLog, recoverLog, tailSegmentIndex } from "./recovery.ts";
-import { recordInSegment, type SegmentSet, walkRecords } from "./segments.ts";
+import { EntryIterator } from "./entry_iterator.ts";
+import {
+  payloadView,
+  recordInSegment,
+  type Segment,
+  type SegmentSet,
+  walkRecords,
+} from "./segments.ts";
 
 /** How durable a commit is when it resolves. */
 export type Durability = "none" | "data" | "full";
@@ -629,6 +636,43 @@ export class DurableTail {
       this.logId,
       segment.path,
     );
+  }
+
+  /** Records at or above this address are staged in memory, not yet written to a segment. */
+  get stagingBase(): number {
+    return this.#stagingBase;
+  }
+
+  /** The segment holding `address`, or `undefined`. */
+  segmentOf(address: number): Segment | undefined {
+    return this.#segments.ofAddress(address);
+  }
+
+  /** The path a problem at `address` is reported with: its segment's, else the directory. */
+  pathOf(address: number): string {
+    return this.#segments.ofAddress(address)?.path ?? this.dir;
+  }
+
+  /**
+   * The read fast path: the payload of the committed record of `kind` at `address` as a view of
+   * the mapping, or `undefined` when the tail is closed, `address` is outside
+   * `[beginAddress, committedUntilAddress)`, or no valid record of `kind` starts there (the caller
+   * then takes the checked path, which says which).
+   */
+  committedPayload(address: number, kind: RecordKind): Uint8Array | undefined {
+    if (this.#closed || !(address >= this.#beginAddress && address < this.#committedUntilAddress)) {
+      return undefined;
+    }
+    const segment = this.#segments.ofAddress(address);
+    return segment && payloadView(segment, this.segmentSizeBytes, address, kind, this.logId);
+  }
+
+  /**
+   * The entries in `[from, to)` (`from` a record address, or the begin/committed address): views
+   * of the mapping, copies while staged; a damaged record throws `CorruptionError`.
+   */
+  entries(from: number, to: number): EntryIterator {
+    return new EntryIterator(this, Math.max(from, this.#beginAddress), to);
   }
 
   /**
