@@ -20,6 +20,7 @@ import { type Ballot, compareBallots, HardStateStore, type RaftHardState } from 
 import { readIndexCheckpoint, writeIndexCheckpoint } from "./index_checkpoint.ts";
 import { REGION_ENTRY_HEADER_BYTES } from "./mutable_region.ts";
 import { RecordKind } from "./record_format.ts";
+import { payloadOffset } from "./segments.ts";
 import { acceptedWord, SLOT_COMMITTED, SLOT_EMPTY, wordOffset } from "./slot_index.ts";
 import { type Durability, DurableTail } from "./tail.ts";
 import { fsDevice } from "./fs_device.ts";
@@ -35,6 +36,7 @@ import {
   describeBallot,
   ENTRY_HEADER_BYTES,
   entryFromRecord,
+  entryInSegment,
   followCommits,
   HANDLE_VERSION,
   recordSlotAndType,
@@ -709,6 +711,31 @@ export class ConsensusLog {
   #readRecord = (address: number): Uint8Array => this.#tail.recordExpectedAt(address).payload;
 
   /**
+   * The read fast path of a committed slot (owner thread): the slot word and address, then the
+   * record's header words; `undefined` sends the caller to the checked, epoch-protected path.
+   * No epoch is needed: a committed word and its segment change only by truncation or close,
+   * which run on this thread.
+   */
+  #committedEntry(slot: number, copy: boolean): ConsensusEntry | undefined {
+    const index = this.#slots.index;
+    const position = index.position(slot, false);
+    if (position < 0 || Atomics.load(index.words, position) !== SLOT_COMMITTED) return undefined;
+    const address = index.addressAt(position);
+    const tail = this.#tail;
+    const segment = tail.committedSegment(address);
+    if (segment === undefined) return undefined;
+    const start = payloadOffset(
+      segment,
+      tail.segmentSizeBytes,
+      address,
+      RecordKind.entry,
+      tail.logId,
+    );
+    if (start < 0 || segment.view.words[(start >>> 2) - 3] < ENTRY_HEADER_BYTES) return undefined;
+    return entryInSegment(segment, start, copy);
+  }
+
+  /**
    * The entry of `slot`, committed or only accepted, or `undefined` if never written (or
    * truncated).
    *
@@ -718,7 +745,7 @@ export class ConsensusLog {
   read(slot: number): ConsensusEntry | undefined {
     this.#checkSlot("read", slot);
     this.#tail.assertOpen("read");
-    return this.#slots.read(slot, this.#readRecord);
+    return this.#committedEntry(slot, true) ?? this.#slots.read(slot, this.#readRecord);
   }
 
   /**
@@ -732,7 +759,7 @@ export class ConsensusLog {
   readView(slot: number): ConsensusEntry | undefined {
     this.#checkSlot("read", slot);
     this.#tail.assertOpen("read");
-    return this.#slots.read(slot, this.#readRecord, false);
+    return this.#committedEntry(slot, false) ?? this.#slots.read(slot, this.#readRecord, false);
   }
 
   /**

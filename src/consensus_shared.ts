@@ -16,6 +16,7 @@ import {
   RegionFullError,
 } from "./errors.ts";
 import { checkIndex } from "./validate.ts";
+import { type Segment, segmentDoubles } from "./segments.ts";
 import { EPOCH_WORDS, EpochTable } from "./epoch.ts";
 import type { Ballot } from "./hard_state.ts";
 import { compareBallots } from "./hard_state.ts";
@@ -396,6 +397,29 @@ export function entryFromRecord(
     ballot: { round: view.getFloat64(8, true), node: view.getUint32(16, true) },
     committed,
     value: copy ? payload.slice(ENTRY_HEADER_BYTES) : payload.subarray(ENTRY_HEADER_BYTES),
+  };
+}
+
+/**
+ * The committed entry whose record payload starts at byte `start` of `segment` (a fast-path
+ * read: {@linkcode payloadOffset} found it valid): header fields read from the segment's own
+ * typed arrays, the value a view of the mapping (or a copy with `copy`).
+ */
+export function entryInSegment(segment: Segment, start: number, copy: boolean): ConsensusEntry {
+  const doubles = segmentDoubles(segment);
+  const { bytes, words } = segment.view;
+  const d = start >>> 3;
+  const valueLength = words[(start >>> 2) - 3] - ENTRY_HEADER_BYTES;
+  const value = new Uint8Array(
+    bytes.buffer,
+    bytes.byteOffset + start + ENTRY_HEADER_BYTES,
+    valueLength,
+  );
+  return {
+    slot: doubles[d],
+    ballot: { round: doubles[d + 1], node: words[(start >>> 2) + 4] },
+    committed: true,
+    value: copy ? value.slice() : value,
   };
 }
 

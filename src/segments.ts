@@ -37,6 +37,8 @@ export interface Segment {
   readonly verifyBelow: number;
   /** One bit per 8-byte unit: the record starting there passed its checksum (lazily made). */
   verified: Uint32Array | undefined;
+  /** The mapping as 64-bit floats, for entry headers (see {@linkcode segmentDoubles}). */
+  doubles?: Float64Array;
 }
 
 /** The segments of one log directory, indexed by segment number. */
@@ -234,31 +236,29 @@ export function recordInSegment(
 }
 
 /**
- * The payload of the record of `kind` at `address` in `segment`, as a new view of the mapping,
- * or `undefined` when no valid record of that kind starts there (the caller's slow path, e.g.
- * {@linkcode recordInSegment}, then says why). The read fast path: header words only, and the
+ * The offset in `segment` of the payload of the record of `kind` at `address`, or -1 when no
+ * valid record of that kind starts there (the caller's slow path, e.g.
+ * {@linkcode recordInSegment}, then says why); the payload's length is the header's length word,
+ * `segment.view.words[(offset >>> 2) - 3]`. The read fast path: header words only, and the
  * checksum only on the first read of a record this process did not write.
  */
-export function payloadView(
+export function payloadOffset(
   segment: Segment,
   segmentSizeBytes: number,
   address: number,
   kind: number,
   logId: number,
-): Uint8Array | undefined {
+): number {
   const offset = address - segment.index * segmentSizeBytes;
-  if (offset < SEGMENT_HEADER_BYTES || offset > segmentSizeBytes - RECORD_HEADER_BYTES) {
-    return undefined;
-  }
+  if (offset < SEGMENT_HEADER_BYTES || offset > segmentSizeBytes - RECORD_HEADER_BYTES) return -1;
   const { bytes, words } = segment.view;
   const w = offset >>> 2;
   const high = words[w + 3];
   // Compares the whole stored address, so a non-integer or misaligned `address` never matches.
-  if ((high & 0xffff) * 0x1_0000_0000 + words[w + 2] !== address) return undefined;
-  if (((high >>> 16) & 0xff) !== kind) return undefined;
-  const length = words[w + 1];
+  if ((high & 0xffff) * 0x1_0000_0000 + words[w + 2] !== address) return -1;
+  if (((high >>> 16) & 0xff) !== kind) return -1;
   const start = offset + RECORD_HEADER_BYTES;
-  if (length > segmentSizeBytes - start) return undefined;
+  if (words[w + 1] > segmentSizeBytes - start) return -1;
   if (offset < segment.verifyBelow && !isVerified(segment, offset)) {
     const problem = checkRecord(
       bytes,
@@ -269,10 +269,30 @@ export function payloadView(
       logId,
       recordBytesLimit(segmentSizeBytes),
     );
-    if (problem !== undefined) return undefined;
+    if (problem !== undefined) return -1;
     markVerified(segment, offset, segmentSizeBytes);
   }
-  return new Uint8Array(bytes.buffer, bytes.byteOffset + start, length);
+  return start;
+}
+
+/** Like {@linkcode payloadOffset}, returning the payload as a new view of the mapping. */
+export function payloadView(
+  segment: Segment,
+  segmentSizeBytes: number,
+  address: number,
+  kind: number,
+  logId: number,
+): Uint8Array | undefined {
+  const start = payloadOffset(segment, segmentSizeBytes, address, kind, logId);
+  if (start < 0) return undefined;
+  const { bytes, words } = segment.view;
+  return new Uint8Array(bytes.buffer, bytes.byteOffset + start, words[(start >>> 2) - 3]);
+}
+
+/** The segment's bytes as 64-bit floats (made on first use; detached with the mapping). */
+export function segmentDoubles(segment: Segment): Float64Array {
+  const bytes = segment.view.bytes;
+  return segment.doubles ??= new Float64Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 3);
 }
 
 /** Whether the record at `offset` of `segment` passed its checksum in this process. */

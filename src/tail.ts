@@ -654,16 +654,23 @@ export class DurableTail {
   }
 
   /**
-   * The read fast path: the payload of the committed record of `kind` at `address` as a view of
-   * the mapping, or `undefined` when the tail is closed, `address` is outside
-   * `[beginAddress, committedUntilAddress)`, or no valid record of `kind` starts there (the caller
-   * then takes the checked path, which says which).
+   * The segment holding the committed `address`, or `undefined` when the tail is closed or
+   * `address` is outside `[beginAddress, committedUntilAddress)` (the read fast path's first step).
    */
-  committedPayload(address: number, kind: RecordKind): Uint8Array | undefined {
+  committedSegment(address: number): Segment | undefined {
     if (this.#closed || !(address >= this.#beginAddress && address < this.#committedUntilAddress)) {
       return undefined;
     }
-    const segment = this.#segments.ofAddress(address);
+    return this.#segments.ofAddress(address);
+  }
+
+  /**
+   * The read fast path: the payload of the committed record of `kind` at `address` as a view of
+   * the mapping, or `undefined` when {@linkcode DurableTail.committedSegment} has none or no valid
+   * record of `kind` starts there (the caller then takes the checked path, which says which).
+   */
+  committedPayload(address: number, kind: RecordKind): Uint8Array | undefined {
+    const segment = this.committedSegment(address);
     return segment && payloadView(segment, this.segmentSizeBytes, address, kind, this.logId);
   }
 
