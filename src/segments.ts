@@ -38,7 +38,7 @@ export interface Segment {
   /** One bit per 8-byte unit: the record starting there passed its checksum (lazily made). */
   verified: Uint32Array | undefined;
   /** The mapping as 64-bit floats, for entry headers (see {@linkcode segmentDoubles}). */
-  doubles?: Float64Array;
+  doubles: Float64Array | undefined;
 }
 
 /** The segments of one log directory, indexed by segment number. */
@@ -109,6 +109,7 @@ export class SegmentSet {
       fresh: false,
       verifyBelow: this.segmentSizeBytes,
       verified: undefined,
+      doubles: undefined,
     });
   }
 
@@ -132,6 +133,7 @@ export class SegmentSet {
         fresh: true,
         verifyBelow: 0,
         verified: undefined,
+        doubles: undefined,
       });
     } catch (error) {
       file.close();
