@@ -186,7 +186,8 @@ function schedstat(): [number, number] | undefined {
  * counters between arming and firing: `onCpuMs` = the thread ran (JS work, system calls that
  * compute), `runQueueMs` = it was runnable but had no CPU (another thread or process had it: the
  * machine, not the log's JS work), `blockedMs` = the rest, asleep (in a blocking system call such
- * as a synchronous fdatasync, or in the event loop's own poll).
+ * as a synchronous fdatasync, or in the event loop's own poll). Bun only: Deno 2.9 refuses to
+ * read /proc/<pid>/task/… (or /proc/thread-self) without --allow-all, which the bench does not get.
  */
 interface LateTimers {
   count: number;
