@@ -12,6 +12,7 @@ const ROOT = join(import.meta.dirname!, "..");
 const SCRIPT = join(ROOT, "scripts", "bench_check.mjs");
 const CPU = "Synthetic CPU";
 const DAY_MS = 24 * 3600 * 1000;
+const MIB = 1024 * 1024;
 
 type Runtime = "bun" | "deno";
 
@@ -58,6 +59,9 @@ const PASSING = {
   enqueueNs: 20, // best non-durable peer 250 → 12.5×
   acceptNs: 24, // → 10.4×
   commits256PerSecond: 600_000,
+  lagP99Ms: 0.6, // ≤ 1 ms
+  heapGrowthBytesPerEntry: 0.02, // ≤ 1 B/entry
+  rssMaxBytes: 200 * MIB, // ConsensusLog; bound: 60 + 68 + 64 + 64 slack = 256 MiB
 };
 type Figures = typeof PASSING;
 
@@ -167,12 +171,72 @@ function workersJson(runtime: Runtime, date: string, f: Figures) {
   };
 }
 
+/** bench/results/<runtime>-pressure.json as bench/pressure_bench.ts writes it (fields read). */
+function pressureJson(runtime: Runtime, date: string, f: Figures, entries: number) {
+  const lagRow = (workload: string, kind: string, p99Ms: number, commitsPerSecond: number) => ({
+    workload,
+    kind,
+    committers: 1,
+    p50Ms: p99Ms / 4,
+    p99Ms,
+    maxMs: p99Ms * 3,
+    commitsPerSecond,
+  });
+  const memoryRow = (log: string, configured: Record<string, number>, rssMaxBytes: number) => ({
+    log,
+    workload: `${log}: 100 B entries`,
+    entries,
+    gcForced: true,
+    rssStartBytes: 60 * MIB,
+    configured,
+    configuredBytes: Object.values(configured).reduce((a, b) => a + b, 0),
+    mappedBytesMax: 64 * MIB,
+    rssMaxBytes,
+    heapAt1MBytes: 7 * MIB,
+    heapAtEndBytes: 7 * MIB + f.heapGrowthBytesPerEntry * (entries - 1_000_000),
+    heapGrowthBytesPerEntry: f.heapGrowthBytesPerEntry,
+  });
+  return {
+    runtime,
+    version: "9.9.9",
+    date,
+    cores: 2,
+    cpu: CPU,
+    loadAverage: { start: 0.5, end: 1.5 },
+    timerLag: {
+      timerMs: 2,
+      seconds: 3,
+      durability: "data",
+      rows: [
+        lagRow("no commits (idle baseline, before)", "baseline", 0.3, 0),
+        lagRow("AppendLog: enqueue 100 B + await commit(), 1 in flight", "hybridlog", 0.4, 9_000),
+        lagRow("ConsensusLog: accept + commit, 16 in flight", "hybridlog", f.lagP99Ms, 50_000),
+        lagRow("floor: write 120 B + native.fdatasync on the JS thread", "floor", 9, 800),
+      ],
+    },
+    memory: {
+      entries,
+      gc: "Bun.gc(true)",
+      rows: [
+        // Bound: 60 + 4 + 64 + 64 slack = 192 MiB.
+        memoryRow("AppendLog", { bufferSizeBytes: 4 * MIB }, 150 * MIB),
+        memoryRow(
+          "ConsensusLog",
+          { bufferSizeBytes: 4 * MIB, regionCapacityBytes: 64 * MIB },
+          f.rssMaxBytes,
+        ),
+      ],
+    },
+  };
+}
+
 /** Writes the four result files of each runtime that the targets read, plus a manager file. */
 function writeResults(
   dir: string,
-  { figures = {}, dates = {} }: {
+  { figures = {}, dates = {}, memoryEntries = 10_000_000 }: {
     figures?: Partial<Record<Runtime, Partial<Figures>>>;
     dates?: Partial<Record<Runtime, string>>;
+    memoryEntries?: number;
   } = {},
 ): void {
   for (const runtime of ["bun", "deno"] as const) {
@@ -183,6 +247,7 @@ function writeResults(
       [`${runtime}-peers.json`]: peersJson(runtime, date, f),
       [`${runtime}-consensus.json`]: consensusJson(runtime, date, f),
       [`${runtime}-workers.json`]: workersJson(runtime, date, f),
+      [`${runtime}-pressure.json`]: pressureJson(runtime, date, f, memoryEntries),
       [`${runtime}-manager.json`]: { runtime, version: "9.9.9", date, table: [], raw: {} },
     };
     for (const [name, json] of Object.entries(files)) {
@@ -199,7 +264,7 @@ function targetLines(stdout: string) {
   });
 }
 
-const IDS = ["1", "2", "3a", "3b", "4", "5a", "5b", "6a", "6b", "7", "8", "9"];
+const IDS = ["1", "2", "3a", "3b", "4", "5a", "5b", "6a", "6b", "7", "8", "9a", "9b"];
 
 describe("npm run bench:check", () => {
   test("every measurable target passes: exit 0, PASS lines with the files' figures", () => {
@@ -215,17 +280,14 @@ describe("npm run bench:check", () => {
     const status = (runtime: string, id: string) =>
       lines.find((line) => line.runtime === runtime && line.id === id)!.status;
     for (const runtime of ["bun", "deno"]) {
-      for (const id of ["1", "2", "3a", "4", "5a", "5b", "6a", "6b", "7"]) {
+      for (const id of ["1", "2", "3a", "4", "5a", "5b", "6a", "6b", "7", "8", "9a", "9b"]) {
         assert.equal(status(runtime, id), "PASS", `${runtime} ${id}`);
       }
-      // No bench measures timer lag or memory over 10M entries yet.
-      assert.equal(status(runtime, "8"), "NOT MEASURED");
-      assert.equal(status(runtime, "9"), "NOT MEASURED");
     }
     assert.equal(status("bun", "3b"), "PASS");
     // deno-peers.json has no bun:sqlite.
     assert.equal(status("deno", "3b"), "NOT MEASURED");
-    assert.match(run.stdout, /^targets: 19 pass, 0 fail, 5 not measured\b/m);
+    assert.match(run.stdout, /^targets: 25 pass, 0 fail, 1 not measured\b/m);
 
     // The figures are the files' own, each with its file and workload.
     const line = (runtime: string, id: string) =>
@@ -244,6 +306,23 @@ describe("npm run bench:check", () => {
     // Deno KV's figure (synced, 100 ns) is not the best non-durable append: node:fs file's is.
     assert.match(line("deno", "1"), /: 10\.42× .*best peer node:fs file 250\.0 ns/);
     assert.match(line("deno", "1"), /left out, their append syncs: Deno KV/);
+    // Timer lag: the worst hybridlog row's p99, with every row's figures (baseline and floor too).
+    assert.match(line("bun", "8"), /: 0\.60× \(worst hybridlog row's p99 timer lag ÷ 1 ms ≤ 1×\)/);
+    assert.match(
+      line("bun", "8"),
+      /p99 0\.600 ms \(p50 0\.150 ms, max 1\.800 ms\), 50,000 commits\/s \[bun-pressure\.json: "ConsensusLog: accept \+ commit, 16 in flight"\]/,
+    );
+    assert.match(line("bun", "8"), /p99 9\.000 ms .*"floor: write 120 B/);
+    assert.doesNotMatch(line("bun", "8"), /idle baseline's p99/);
+    // Memory: heap growth per entry, and RSS against its bound with every term of it.
+    assert.match(
+      line("deno", "9a"),
+      /: 0\.02× .*heap 7\.0 MiB at 1M → 7\.2 MiB at 10,000,000: 0\.0200 B\/entry/,
+    );
+    assert.match(
+      line("deno", "9b"),
+      /max RSS 200\.0 MiB vs bound 256\.0 MiB = start 60\.0 MiB \+ configured 68\.0 MiB \(bufferSizeBytes 4\.0 MiB \+ regionCapacityBytes 64\.0 MiB\) \+ mapped 64\.0 MiB \+ slack 64\.0 MiB \[deno-pressure\.json: "ConsensusLog: 100 B entries"\]/,
+    );
 
     // The date and machine of the run, and no warning for files of one run.
     assert.match(run.stdout, /^bun 9\.9\.9, x64-linux, Synthetic CPU, 2 cores$/m);
@@ -252,7 +331,7 @@ describe("npm run bench:check", () => {
 
     const markdown = benchCheck(dir.path, "--markdown");
     assert.equal(markdown.code, 0, markdown.stderr);
-    assert.equal(markdown.stdout.split("\n").filter((l) => /^\| (bun|deno) \|/.test(l)).length, 24);
+    assert.equal(markdown.stdout.split("\n").filter((l) => /^\| (bun|deno) \|/.test(l)).length, 26);
   });
 
   test("one measured target fails: exit 1, and its line says FAIL", () => {
@@ -265,7 +344,63 @@ describe("npm run bench:check", () => {
     assert.deepEqual(failed.map(({ runtime, id }) => `${runtime} ${id}`), ["bun 2"]);
     assert.match(failed[0].text, /: 1\.20× \(hybridlog ÷ floor ≤ 1\.15×\)/);
     assert.match(failed[0].text, /57\.60 µs/);
-    assert.match(run.stdout, /^targets: 18 pass, 1 fail, 5 not measured\b/m);
+    assert.match(run.stdout, /^targets: 24 pass, 1 fail, 1 not measured\b/m);
+  });
+
+  test("timer lag and memory targets fail with their figures", () => {
+    using dir = tempDir();
+    writeResults(dir.path, {
+      figures: {
+        // 1.5 ms p99 under commits; an idle baseline under the bound.
+        bun: { lagP99Ms: 1.5 },
+        // 2 B/entry retained (18 MB over 9M entries); RSS 300 MiB over a 256 MiB bound.
+        deno: { heapGrowthBytesPerEntry: 2, rssMaxBytes: 300 * MIB },
+      },
+    });
+    const run = benchCheck(dir.path);
+    assert.equal(run.code, 1, run.stdout + run.stderr);
+    const failed = targetLines(run.stdout).filter((line) => line.status === "FAIL");
+    assert.deepEqual(failed.map(({ runtime, id }) => `${runtime} ${id}`), [
+      "bun 8",
+      "deno 9a",
+      "deno 9b",
+    ]);
+    assert.match(failed[0].text, /: 1\.50× .*p99 1\.500 ms/);
+    assert.match(failed[1].text, /: 2\.00× .*2\.0000 B\/entry/);
+    assert.match(failed[2].text, /: 1\.17× .*max RSS 300\.0 MiB vs bound 256\.0 MiB/);
+    assert.match(run.stdout, /^targets: 22 pass, 3 fail, 1 not measured\b/m);
+  });
+
+  test("an idle baseline over 1 ms is named; a short or GC-less memory run is NOT MEASURED", () => {
+    using dir = tempDir();
+    writeResults(dir.path, { memoryEntries: 2_000_000 });
+    const file = join(dir.path, "bun-pressure.json");
+    const json = JSON.parse(fs.readFileSync(file, "utf8"));
+    json.timerLag.rows[0].p99Ms = 2.5;
+    fs.writeFileSync(file, JSON.stringify(json));
+    const run = benchCheck(dir.path);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    const lines = targetLines(run.stdout);
+    const line = (runtime: string, id: string) =>
+      lines.find((line) => line.runtime === runtime && line.id === id)!;
+    assert.equal(line("bun", "8").status, "PASS");
+    assert.match(line("bun", "8").text, /the idle baseline's p99 is 2\.500 ms with no commits/);
+    for (const id of ["9a", "9b"]) {
+      assert.equal(line("bun", id).status, "NOT MEASURED");
+      assert.match(line("bun", id).text, /ran 2,000,000 entries, not 10,000,000/);
+    }
+
+    const deno = join(dir.path, "deno-pressure.json");
+    writeResults(dir.path);
+    const noGc = JSON.parse(fs.readFileSync(deno, "utf8"));
+    noGc.memory.gc = null;
+    for (const row of noGc.memory.rows) row.gcForced = false;
+    fs.writeFileSync(deno, JSON.stringify(noGc));
+    const again = targetLines(benchCheck(dir.path).stdout);
+    const status = (id: string) => again.find((l) => l.runtime === "deno" && l.id === id)!;
+    assert.equal(status("9a").status, "NOT MEASURED");
+    assert.match(status("9a").text, /without a forced GC/);
+    assert.equal(status("9b").status, "PASS");
   });
 
   test("an empty results directory: every target NOT MEASURED, exit 0", () => {
@@ -280,7 +415,7 @@ describe("npm run bench:check", () => {
       /no bun\.json \(written by bench\/append_log_bench\.ts\)/,
     );
     assert.match(run.stdout, /^bun: no result files$/m);
-    assert.match(run.stdout, /^targets: 0 pass, 0 fail, 24 not measured\b/m);
+    assert.match(run.stdout, /^targets: 0 pass, 0 fail, 26 not measured\b/m);
   });
 
   test("results more than a day apart: a warning naming the files", () => {
