@@ -342,6 +342,15 @@ function adoptSegment(
   }
 }
 
+const headerScratch = new Uint8Array(RECORD_HEADER_BYTES);
+
+/** True when the record header at `offset` of `file` reads as all zero bytes. */
+function headerIsZero(file: DeviceFile, offset: number): boolean {
+  if (file.read(headerScratch, offset) !== RECORD_HEADER_BYTES) return false;
+  for (const byte of headerScratch) if (byte !== 0) return false;
+  return true;
+}
+
 interface ScanResult {
   stopAddress: number;
   problem: RecordProblem | "sequence" | undefined;
@@ -375,6 +384,12 @@ function scanForward(segments: SegmentSet, checkpoint: Checkpoint) {
     }
     const segment = segments.at(index);
     if (!segment) break;
+    // Where a clean close left the log, the scan meets zeros at once: a read of the header tells
+    // so without mapping the segment (the first read that needs it maps it).
+    if (!segment.mapped && headerIsZero(segment.file, offset)) {
+      result.problem = "empty";
+      break;
+    }
     const { bytes, words } = segment.view;
     const problem = checkRecord(bytes, words, offset, S, address, seed, recordBytesMax);
     if (problem !== undefined) {
