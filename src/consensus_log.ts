@@ -295,14 +295,18 @@ export class ConsensusLog {
         checkpoint.coveredAddress >= tail.beginAddress
       ) {
         const entries = checkpoint.entries;
+        // A committed entry needs only its address: its record is verified when first read. The
+        // index is not shared yet, so they are loaded in bulk, without atomics.
+        index.loadCommitted(entries, below, tail.beginAddress, (word) => {
+          this.#slots.region.free(wordOffset(word));
+        });
         for (let i = 0; i < entries.length; i += 2) {
           const slot = entries[i];
           const stored = entries[i + 1];
-          const address = stored < 0 ? -stored - 1 : stored;
+          if (stored >= 0) continue;
+          const address = -stored - 1;
           if (slot < below || address < tail.beginAddress) continue;
-          // A committed entry needs only its address: its record is verified when first read.
-          if (stored >= 0) index.setCommitted(slot, address);
-          else this.#replay(address);
+          this.#replay(address);
         }
         start = checkpoint.coveredAddress;
         this.#indexCheckpointAddress = start;

@@ -172,12 +172,20 @@ function recoverFrom(
   options: RecoveryOptions,
 ): RecoveredLog {
   const checkpoint = readCheckpoint(checkpointFile);
-  if (options.syncs) {
-    // Its newest slot may be only in the page cache (its sync failed, then the process died):
-    // make it durable before acting on it, e.g. removing segments below its begin address.
+  // Its newest slot may be only in the page cache (its sync failed, then the process died): make
+  // it durable before acting on it, e.g. removing segments below its begin address. A clean one
+  // that recovery finds nothing to change for is left as it is: what it says is true of the
+  // durable data either way (a clean close writes it only after every commit's sync), so losing
+  // it to a power failure only means the next open scans from the one before; and the first
+  // write after it syncs the checkpoint file anyway, when it marks the log unclean.
+  let settled = !options.syncs;
+  const settle = () => {
+    if (settled) return;
+    settled = true;
     checkpointFile.syncNow("data");
     if (checkpoint.checkpointNumber === 0) syncPath(device, dir);
-  }
+  };
+  if (!checkpoint.clean || checkpoint.checkpointNumber === 0) settle();
   const segmentSizeBytes = checkpoint.segmentSizeBytes;
   if (segmentSizeBytes !== options.segmentSizeBytes) {
     throw new InvalidArgumentError(
@@ -186,7 +194,7 @@ function recoverFrom(
   }
   const segments = new SegmentSet(device, dir, checkpoint.logId, segmentSizeBytes);
   try {
-    return recoverSegments(device, dir, checkpointFile, checkpoint, segments, options);
+    return recoverSegments(device, dir, checkpointFile, checkpoint, segments, options, settle);
   } catch (error) {
     segments.closeAll();
     throw error;
@@ -200,6 +208,8 @@ function recoverSegments(
   checkpoint: Checkpoint,
   segments: SegmentSet,
   options: RecoveryOptions,
+  /** Makes the checkpoint durable; called before recovery changes anything on disk. */
+  settle: () => void,
 ): RecoveredLog {
   const S = segments.segmentSizeBytes;
   const beginIndex = Math.floor(checkpoint.beginAddress / S);
@@ -211,6 +221,7 @@ function recoverSegments(
   for (const index of present) {
     if (index < beginIndex) {
       // Left by a truncation whose checkpoint was durable but whose removal was not.
+      settle();
       device.remove(segments.pathOf(index));
       directoryChanged = true;
     }
@@ -230,6 +241,7 @@ function recoverSegments(
       checkpoint.committedUntilAddress === SEGMENT_HEADER_BYTES;
     if (index <= pointIndex && !unborn) throw new CorruptionError(path, index * S, problem);
     // Beyond the durable commit point: a segment whose creation did not complete.
+    settle();
     for (const later of kept.slice(i)) device.remove(segments.pathOf(later));
     directoryChanged = true;
     break;
@@ -245,6 +257,7 @@ function recoverSegments(
       );
     }
     // A new log whose first segment was not created before a crash.
+    settle();
     const segment = segments.create(0);
     if (options.syncs) segment.file.syncNow("full");
     segment.dirty = segment.fresh = false;
@@ -271,6 +284,7 @@ function recoverSegments(
   if (
     !checkpoint.clean || truncatedTail || segments.lastIndex! > tailSegmentIndex(tailAddress, S)
   ) {
+    settle();
     const tailIndex = tailSegmentIndex(tailAddress, S);
     const segment = segments.at(tailIndex)!;
     const offset = tailAddress - tailIndex * S;
@@ -285,12 +299,16 @@ function recoverSegments(
     // Commits past the checkpoint may exist only in the page cache (a crash while their sync ran):
     // make them durable before they are served, or a power failure later could take back what
     // this process reads and builds on.
+    settle();
     for (let index = pointIndex; index <= tailSegmentIndex(tailAddress, S); index++) {
       segments.at(index)?.file.syncNow("full");
     }
     directoryChanged = true; // segments created since the checkpoint: their names too
   }
-  if (directoryChanged && options.syncs) device.syncDirectoryNow(dir);
+  if (directoryChanged && options.syncs) {
+    settle();
+    device.syncDirectoryNow(dir);
+  }
 
   return {
     checkpointFile,
@@ -342,6 +360,15 @@ function adoptSegment(
   }
 }
 
+const headerScratch = new Uint8Array(RECORD_HEADER_BYTES);
+
+/** True when the record header at `offset` of `file` reads as all zero bytes. */
+function headerIsZero(file: DeviceFile, offset: number): boolean {
+  if (file.read(headerScratch, offset) !== RECORD_HEADER_BYTES) return false;
+  for (const byte of headerScratch) if (byte !== 0) return false;
+  return true;
+}
+
 interface ScanResult {
   stopAddress: number;
   problem: RecordProblem | "sequence" | undefined;
@@ -375,6 +402,12 @@ function scanForward(segments: SegmentSet, checkpoint: Checkpoint) {
     }
     const segment = segments.at(index);
     if (!segment) break;
+    // Where a clean close left the log, the scan meets zeros at once: a read of the header tells
+    // so without mapping the segment (the first read that needs it maps it).
+    if (!segment.mapped && headerIsZero(segment.file, offset)) {
+      result.problem = "empty";
+      break;
+    }
     const { bytes, words } = segment.view;
     const problem = checkRecord(bytes, words, offset, S, address, seed, recordBytesMax);
     if (problem !== undefined) {

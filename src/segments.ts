@@ -1,7 +1,9 @@
 /**
  * The set of segment files of one log: creating (preallocated, with a header), opening, mapping,
  * finding the segment of an address, and removing. Each segment is mapped read-only once, for its
- * whole length; a removed segment's mapping is released, which detaches every view over it.
+ * whole length; a removed segment's mapping is released, which detaches every view over it. A
+ * segment adopted at open is mapped on first use, not at open: a reopen that reads one entry maps
+ * one segment, and a close of a log nobody read unmaps nothing.
  *
  * @module
  */
@@ -19,12 +21,18 @@ import {
 import { recordBytesLimit } from "./recovery.ts";
 import { encodeSegmentHeader, parseSegmentFileName, segmentFileName } from "./segment_format.ts";
 
+/** A view of nothing: what a released segment shows (as a released mapping's views do). */
+const RELEASED_VIEW: FileView = {
+  bytes: new Uint8Array(0),
+  words: new Uint32Array(0),
+  release() {},
+};
+
 /** One open segment. */
-export interface Segment {
+export class Segment {
   readonly index: number;
   readonly path: string;
   readonly file: DeviceFile;
-  readonly view: FileView;
   /** Written since its last sync. */
   dirty: boolean;
   /** Created since the directory was last synced: needs `fsync` and a directory sync. */
@@ -36,9 +44,52 @@ export interface Segment {
    */
   readonly verifyBelow: number;
   /** One bit per 8-byte unit: the record starting there passed its checksum (lazily made). */
-  verified: Uint32Array | undefined;
+  verified: Uint32Array | undefined = undefined;
   /** The mapping as 64-bit floats, for entry headers (see {@linkcode segmentDoubles}). */
-  doubles: Float64Array | undefined;
+  doubles: Float64Array | undefined = undefined;
+  readonly #lengthBytes: number;
+  #view: FileView | undefined;
+  #released = false;
+
+  constructor(
+    index: number,
+    file: DeviceFile,
+    lengthBytes: number,
+    view: FileView | undefined,
+    written: boolean,
+  ) {
+    this.index = index;
+    this.path = file.path;
+    this.file = file;
+    this.#lengthBytes = lengthBytes;
+    this.#view = view;
+    this.dirty = this.fresh = written;
+    this.verifyBelow = written ? 0 : lengthBytes;
+  }
+
+  /** The read-only view of the whole segment, mapped on first use; empty once released. */
+  get view(): FileView {
+    if (this.#view !== undefined) return this.#view;
+    if (this.#released) return RELEASED_VIEW;
+    return this.#view = this.file.view(this.#lengthBytes);
+  }
+
+  /** True once {@linkcode Segment.view} has mapped the file (and until release). */
+  get mapped(): boolean {
+    return this.#view !== undefined;
+  }
+
+  /** Unmaps (detaching every view handed out) and closes the file. Idempotent. */
+  release(): void {
+    this.#released = true;
+    const view = this.#view;
+    this.#view = undefined;
+    try {
+      view?.release();
+    } finally {
+      this.file.close();
+    }
+  }
 }
 
 /** The segments of one log directory, indexed by segment number. */
@@ -77,9 +128,11 @@ export class SegmentSet {
     return this.#segments.length ? this.#firstIndex + this.#segments.length - 1 : undefined;
   }
 
-  /** Bytes mapped by all segments. */
+  /** Bytes mapped by the segments (an adopted segment counts once first used). */
   get mappedBytes(): number {
-    return this.#segments.length * this.segmentSizeBytes;
+    let count = 0;
+    for (const segment of this.#segments) if (segment.mapped) count++;
+    return count * this.segmentSizeBytes;
   }
 
   /** The segment with `index`, or `undefined`. */
@@ -97,20 +150,12 @@ export class SegmentSet {
     return this.#segments;
   }
 
-  /** Adds an existing segment file, mapped (recovery). Must extend the set contiguously. */
+  /**
+   * Adds an existing segment file (recovery), to be mapped on first use; the caller checked that
+   * the file is at least a segment long. Must extend the set contiguously.
+   */
   adopt(index: number, file: DeviceFile): Segment {
-    const view = file.view(this.segmentSizeBytes);
-    return this.#push({
-      index,
-      path: file.path,
-      file,
-      view,
-      dirty: false,
-      fresh: false,
-      verifyBelow: this.segmentSizeBytes,
-      verified: undefined,
-      doubles: undefined,
-    });
+    return this.#push(new Segment(index, file, this.segmentSizeBytes, undefined, false));
   }
 
   /**
@@ -124,17 +169,7 @@ export class SegmentSet {
       file.allocate(0, this.segmentSizeBytes);
       file.write(encodeSegmentHeader(this.logId, index, this.segmentSizeBytes), 0);
       const view = file.view(this.segmentSizeBytes);
-      return this.#push({
-        index,
-        path,
-        file,
-        view,
-        dirty: true,
-        fresh: true,
-        verifyBelow: 0,
-        verified: undefined,
-        doubles: undefined,
-      });
+      return this.#push(new Segment(index, file, this.segmentSizeBytes, view, true));
     } catch (error) {
       file.close();
       this.device.remove(path);
@@ -182,8 +217,7 @@ export class SegmentSet {
   }
 
   #drop(segment: Segment, remove: boolean): void {
-    segment.view.release();
-    segment.file.close();
+    segment.release();
     if (remove) this.device.remove(segment.path);
   }
 

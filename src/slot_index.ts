@@ -184,6 +184,40 @@ export class SlotIndex {
     return Atomics.exchange(this.words, position, SLOT_COMMITTED);
   }
 
+  /**
+   * Recovery's bulk form of {@linkcode SlotIndex.setCommitted}, for an index no other thread can
+   * see yet (owner, before `share()`): plain stores instead of atomics, one leaf lookup per
+   * 64-slot block. Sets every slot of `pairs` (slot, address, slot, address, …) whose slot is at
+   * least `slotMin` and whose address is at least `addressMin` committed; pairs with a negative
+   * address are skipped. Calls `onAccepted` with any accepted word it replaces.
+   */
+  loadCommitted(
+    pairs: Float64Array,
+    slotMin: number,
+    addressMin: number,
+    onAccepted: (word: number) => void,
+  ): void {
+    const words = this.words;
+    const floats = this.#floats;
+    let block = -1;
+    let leaf = 0;
+    for (let i = 0; i < pairs.length; i += 2) {
+      const slot = pairs[i];
+      const address = pairs[i + 1];
+      if (address < addressMin || slot < slotMin) continue; // negative: a journaled accept
+      const lane = slot % LANES;
+      const slotBlock = (slot - lane) / LANES;
+      if (slotBlock !== block) {
+        leaf = this.position(slot, true) - lane;
+        block = slotBlock;
+      }
+      floats[(leaf >>> 1) + (LANES >>> 1) + lane] = address;
+      const previous = words[leaf + lane];
+      words[leaf + lane] = SLOT_COMMITTED;
+      if (previous >= 2) onAccepted(previous);
+    }
+  }
+
   /** Calls `visit(slot, word, position)` for every non-empty slot, in slot order. */
   forEach(visit: (slot: number, word: number, position: number) => void): void {
     this.#walk(Atomics.load(this.words, ROOT), 5, 0, visit);

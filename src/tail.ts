@@ -105,6 +105,7 @@ export class DurableTail {
   #checkpointCookie: Uint8Array | undefined;
 
   // Staging: bytes [#stagingBase, #tailAddress) live in #staged, not yet written to a segment.
+  #stagingSizeBytes: number;
   #staged: Uint8Array;
   #stagedWords: Uint32Array;
   #stagingBase: number;
@@ -144,9 +145,10 @@ export class DurableTail {
     this.#checkpointAddress = recovered.checkpoint.committedUntilAddress;
     this.#checkpointIntervalBytes = options.checkpointIntervalBytes;
     this.#checkpointCookie = recovered.checkpoint.cookie;
-    const buffer = new ArrayBuffer(options.bufferSizeBytes);
-    this.#staged = new Uint8Array(buffer);
-    this.#stagedWords = new Uint32Array(buffer);
+    // Allocated by the first append: a log opened to be read (or closed unwritten) never pays it.
+    this.#stagingSizeBytes = options.bufferSizeBytes;
+    this.#staged = new Uint8Array(0);
+    this.#stagedWords = new Uint32Array(0);
     this.#beginAddress = this.#durableBeginAddress = recovered.checkpoint.beginAddress;
     this.#committedUntilAddress = this.#tailAddress = this.#stagingBase = recovered.tailAddress;
     this.#commitNumber = recovered.commitNumber;
@@ -308,6 +310,7 @@ export class DurableTail {
 
   /** Reserves space for a record and returns its address, or a negative code. */
   #reserve(payloadBytes: number, mayBlock: boolean): number {
+    if (this.#staged.length === 0) this.#allocateStaging();
     const S = this.segmentSizeBytes;
     const size = recordSizeBytes(payloadBytes);
     let address = this.#tailAddress;
@@ -327,6 +330,13 @@ export class DurableTail {
     }
     this.#tailAddress = address + size;
     return address;
+  }
+
+  /** Allocates the staging buffer (nothing is staged yet: it starts at the tail). */
+  #allocateStaging(): void {
+    const buffer = new ArrayBuffer(this.#stagingSizeBytes);
+    this.#staged = new Uint8Array(buffer);
+    this.#stagedWords = new Uint32Array(buffer);
   }
 
   /** Moves the tail to the next segment, padding the rest of the current one. */

@@ -395,6 +395,28 @@ describe("ConsensusLog recovery", () => {
     }
   });
 
+  test("the index checkpoint restores sparse and huge slots, a truncation, and journaled accepts", async () => {
+    using dir = tempDir();
+    const slots = [0, 1, 63, 64, 200, 5000, 5001, 2 ** 31 + 5, 2 ** 40, 2 ** 52 + 3];
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path, ...SMALL, durableAccepts: true });
+      for (const slot of slots) await log.accept(slot, b(1), entryBytes(slot % 1000));
+      await log.commitMany(slots);
+      await log.truncatePrefix(64);
+      await log.accept(7000, b(2), entryBytes(7)); // journaled, not committed
+    }
+    await using log = await ConsensusLog.open({ dir: dir.path, ...SMALL, durableAccepts: true });
+    assert.equal(log.stats().recoveryReplayedBytes, 0, "the index checkpoint covered everything");
+    for (const slot of slots.filter((slot) => slot >= 64)) {
+      assert.deepEqual(log.readCommitted(slot)!.value, entryBytes(slot % 1000), `slot ${slot}`);
+    }
+    for (const slot of [0, 1, 63, 65, 2 ** 31 + 4]) assert.equal(log.read(slot), undefined);
+    const accepted = log.read(7000)!;
+    assert.equal(accepted.committed, false);
+    assert.deepEqual(accepted.value, entryBytes(7));
+    assert.equal(log.stats().committedCount, slots.length - 3);
+  });
+
   test("a damaged index checkpoint is ignored and the log is rebuilt by a scan", async () => {
     using dir = tempDir();
     {

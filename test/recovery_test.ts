@@ -4,7 +4,17 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { AppendLog, CorruptionError, InvalidArgumentError } from "../mod.ts";
 import { decodeCheckpoint } from "../src/checkpoint.ts";
-import { crashImage, entryBytes, flipByte, seededRandom, tempDir } from "./_helpers.ts";
+import { CHECKPOINT_SLOT_BYTES } from "../src/constants.ts";
+import { FaultyDevice } from "../src/faulty_device.ts";
+import { fsDevice } from "../src/fs_device.ts";
+import {
+  crashImage,
+  entryBytes,
+  fingerprint,
+  flipByte,
+  seededRandom,
+  tempDir,
+} from "./_helpers.ts";
 
 const SMALL = { segmentSizeBytes: 64 * 1024, bufferSizeBytes: 8 * 1024 };
 const SEGMENT_0 = "segment-000000000000.hlog";
@@ -214,5 +224,104 @@ describe("recovery and the entry size limit", () => {
       InvalidArgumentError,
       "new writes obey the new limit",
     );
+  });
+});
+
+describe("reopening a cleanly closed log", () => {
+  /** A closed log of `count` entries over several segments; returns the entries' addresses. */
+  async function cleanLog(dir: string, count = 1500): Promise<number[]> {
+    const log = await AppendLog.open({ dir, ...SMALL });
+    const addresses = Array.from({ length: count }, (_, i) => log.enqueue(entryBytes(i)));
+    await log.commit();
+    await log.close();
+    return addresses;
+  }
+
+  /** The newest valid checkpoint slot of `dir`. */
+  function newestCheckpoint(dir: string) {
+    const bytes = fs.readFileSync(join(dir, "checkpoint"));
+    const slots = [0, 1].map((i) =>
+      decodeCheckpoint(bytes.subarray(i * CHECKPOINT_SLOT_BYTES, (i + 1) * CHECKPOINT_SLOT_BYTES))
+    ).filter((slot) => slot !== undefined);
+    return slots.reduce((a, b) => (b.checkpointNumber > a.checkpointNumber ? b : a));
+  }
+
+  test("open, read and close write and sync nothing: the directory stays byte-identical", async () => {
+    using dir = tempDir();
+    const addresses = await cleanLog(dir.path);
+    const before = fingerprint(dir.path);
+    const device = new FaultyDevice(fsDevice);
+    for (const durability of ["data", "full", "none"] as const) {
+      const log = await AppendLog.open({ dir: dir.path, ...SMALL, device, durability });
+      assert.deepEqual(log.read(addresses[0]), entryBytes(0));
+      assert.deepEqual(log.read(addresses.at(-1)!), entryBytes(addresses.length - 1));
+      await log.close();
+    }
+    const calls = device.callLog.map((call) => `${call.kind} ${call.path}`);
+    assert.deepEqual(calls, [], "no write, sync, create, rename or remove");
+    assert.equal(fingerprint(dir.path), before);
+  });
+
+  test("segments are mapped by the first read that needs them, which returns the right bytes", async () => {
+    using dir = tempDir();
+    const addresses = await cleanLog(dir.path);
+    const S = SMALL.segmentSizeBytes;
+    const last = addresses.length - 1;
+    assert.ok(addresses[last] >= 3 * S, "the log spans several segments");
+    const log = await AppendLog.open({ dir: dir.path, ...SMALL });
+    assert.equal(log.stats().mappedBytes, 0, "nothing is mapped at open");
+    const view = log.readView(addresses[0])!;
+    assert.deepEqual(view, entryBytes(0));
+    assert.equal(log.stats().mappedBytes, S, "the first read mapped one segment");
+    assert.deepEqual(log.read(addresses[last]), entryBytes(last));
+    assert.equal(log.stats().mappedBytes, 2 * S);
+    const entries = [...log.scan()];
+    assert.equal(entries.length, addresses.length);
+    entries.forEach((entry, i) => assert.deepEqual(entry.value, entryBytes(i)));
+    await log.close();
+    assert.equal(view.length, 0, "a view of a lazily mapped segment is detached at close");
+    assert.equal(entries[0].value.length, 0);
+  });
+
+  test("a log closed before any read closes without mapping, and reopens with every entry", async () => {
+    using dir = tempDir();
+    const addresses = await cleanLog(dir.path);
+    for (let round = 0; round < 3; round++) {
+      const log = await AppendLog.open({ dir: dir.path, ...SMALL });
+      await log.close();
+    }
+    await using log = await AppendLog.open({ dir: dir.path, ...SMALL });
+    addresses.forEach((address, i) => assert.deepEqual(log.read(address), entryBytes(i)));
+  });
+
+  test("the first write after a clean open first rewrites the checkpoint as unclean, synced", async () => {
+    using dir = tempDir();
+    const addresses = await cleanLog(dir.path);
+    assert.equal(newestCheckpoint(dir.path).clean, true);
+    const device = new FaultyDevice(fsDevice);
+    const log = await AppendLog.open({ dir: dir.path, ...SMALL, device });
+    assert.equal(device.callLog.length, 0);
+    const next = log.enqueue(entryBytes(addresses.length));
+    await log.commit();
+    const calls = device.callLog.map((call) => `${call.kind} ${call.path.slice(dir.path.length)}`);
+    assert.deepEqual(calls.slice(0, 3), [
+      "write /checkpoint",
+      "syncNow /checkpoint",
+      "write /" +
+      `segment-00000000000${Math.floor(next / SMALL.segmentSizeBytes)}.hlog`,
+    ]);
+    assert.equal(newestCheckpoint(dir.path).clean, false, "unclean until the next close");
+    // A crash now: recovery scans from that checkpoint and keeps the acknowledged entry.
+    const image = join(dir.path, "..", `${dir.path.split("/").at(-1)}-image`);
+    fs.cpSync(dir.path, image, { recursive: true });
+    try {
+      await using reopened = await AppendLog.open({ dir: image, ...SMALL });
+      assert.deepEqual(reopened.read(next), entryBytes(addresses.length));
+      assert.equal(reopened.tailAddress, log.tailAddress);
+    } finally {
+      fs.rmSync(image, { recursive: true, force: true });
+    }
+    await log.close();
+    assert.equal(newestCheckpoint(dir.path).clean, true);
   });
 });
