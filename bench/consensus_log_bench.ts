@@ -98,6 +98,7 @@ const countLabel = (count: number) =>
 
 const NAMES = {
   accept: (bytes: number) => `consensus: ${acceptsPerCall(bytes)} × accept ${sizeLabel(bytes)}`,
+  acceptAtomics: `floor: 1000 × a lock-free accept's atomics + memcpy 100 B`,
   commitNone: `consensus: ${COMMITS_PER_CALL} × await commit(), durability "none"`,
   commitData: `consensus: await commit(), durability "data"`,
   readAccepted: `consensus: ${OPS_PER_CALL} × read, accepted slot, random of 100k`,
@@ -213,6 +214,33 @@ group("accept (no commit in the loop)", () => {
       removeTempDir(dir);
     });
   }
+});
+
+/**
+ * The floor of a lock-free accept in shared memory, with no log: the atomics every accept makes
+ * (announce the epoch: a load and a sequentially consistent store; read the index generation, the
+ * slot word and the promise flag: three loads; install the entry: one compare-and-swap; leave the
+ * epoch: one store) and the copy of the value into a shared buffer.
+ */
+group("floor of an accept: its atomics and the copy", () => {
+  bench(NAMES.acceptAtomics, function* () {
+    const words = new Int32Array(new SharedArrayBuffer(1 << 20));
+    const bytes = new Uint8Array(words.buffer);
+    const GLOBAL = 0, MINE = 16, GENERATION = 32, PROMISE = 48, SLOTS = 1024;
+    let at = 8192;
+    yield () => {
+      for (let n = 0; n < 1000; n++) {
+        Atomics.store(words, MINE, Atomics.load(words, GLOBAL) + 1);
+        const position = SLOTS + (n & 1023) + Atomics.load(words, GENERATION);
+        const word = Atomics.load(words, position);
+        if (Atomics.load(words, PROMISE) !== 0) throw new Error("unreachable");
+        bytes.set(value, at);
+        Atomics.compareExchange(words, position, word, at);
+        Atomics.store(words, MINE, 0);
+        at = at + 144 > bytes.length ? 8192 : at + 144;
+      }
+    };
+  });
 });
 
 /** One accepted slot per commit, accepted in the setup; the call awaits `perCall` commits. */
@@ -373,6 +401,7 @@ function report(results: Map<string, Stats>, context: RunContext): void {
     ...VALUE_SIZES.map((bytes) =>
       row(`accept ${sizeLabel(bytes)}`, NAMES.accept(bytes), acceptsPerCall(bytes), "ns")
     ),
+    row("floor: an accept's atomics + memcpy 100 B", NAMES.acceptAtomics, 1000, "ns"),
     row(`commit, no sync ("none")`, NAMES.commitNone, COMMITS_PER_CALL, "µs"),
     row(`commit with sync ("data")`, NAMES.commitData, 1, "µs"),
     row("read uncommitted (random of 100k)", NAMES.readAccepted, OPS_PER_CALL, "ns"),
