@@ -333,7 +333,8 @@ export class AppendLog {
    * @param address An entry's address, as returned by `enqueue`.
    * @returns A copy of the entry, or `undefined` outside `[beginAddress, tailAddress)`.
    * @throws {InvalidArgumentError} `address` is not a non-negative integer or not an entry's.
-   * @throws {CorruptionError} The stored entry fails its checksum.
+   * @throws {CorruptionError} The stored entry fails its checksum (verified on the first read of
+   * an entry this process did not write).
    */
   read(address: number): Uint8Array | undefined {
     const view = this.#tail.committedPayload(address, RecordKind.entry);
