@@ -162,8 +162,12 @@ export class ConsensusLog {
   #requests: CommitRequests | undefined;
   #handle: ConsensusLogHandle | undefined;
   #closing = false;
-  /** Settles when the last commit call has marked its slots committed. */
-  #converted: Promise<void> = Promise.resolve();
+  /**
+   * Entries frozen for commit whose records are not durable yet, in append order: slot, index
+   * position, region offset, record address (four numbers each, from `#frozenHead` on).
+   */
+  #frozen: number[] = [];
+  #frozenHead = 0;
   /** Workers' requests being carried out (close waits for them). */
   #inFlight = new Set<Promise<void>>();
   #accepts: NumberSeries;
@@ -183,6 +187,7 @@ export class ConsensusLog {
     this.#indexCheckpointAddress = tail.beginAddress;
     this.#accepts = tail.metrics.accepts();
     tail.metrics.watchRegion(slots.region);
+    tail.onDurable(this.#onDurable);
   }
 
   /**
@@ -374,15 +379,21 @@ export class ConsensusLog {
     if (this.#slots.accept(what, slot, b, value) === AcceptResult.full) return false;
     this.#accepts.value++;
     if (!this.#durableAccepts) return true;
-    this.#journaled.set(slot, this.#appendRecord(TYPE_ACCEPTED, slot, b, value));
-    return this.#tail.commit().then(() => {});
+    this.#journaled.set(slot, this.#appendRecord(TYPE_ACCEPTED, slot, b.round, b.node, value));
+    return this.#tail.commitVoid();
   }
 
-  #appendRecord(type: number, slot: number, ballot: Ballot, value: Uint8Array): number {
+  #appendRecord(
+    type: number,
+    slot: number,
+    round: number,
+    node: number,
+    value: Uint8Array,
+  ): number {
     const view = this.#headerView;
     view.setFloat64(0, slot, true);
-    view.setFloat64(8, ballot.round, true);
-    view.setUint32(16, ballot.node, true);
+    view.setFloat64(8, round, true);
+    view.setUint32(16, node, true);
     view.setUint32(20, type, true);
     const length = ENTRY_HEADER_BYTES + value.length;
     return this.#tail.append(RecordKind.entry, [this.#header, value], length);
@@ -471,13 +482,17 @@ export class ConsensusLog {
   }
 
   /**
-   * Freezes each accepted slot (so no thread can replace it), appends its commit record, waits
-   * for the group commit, and only then marks it committed: a committed word always means
-   * durable, in every thread. `lenient` skips empty slots (requests from Workers).
+   * Freezes each accepted slot (so no thread can replace it), appends its commit record and
+   * queues it; the tail's group commit marks it committed when the record is durable, before any
+   * caller of that cycle resumes: a committed word always means durable, in every thread, and a
+   * call that found a slot frozen by an earlier one resolves only after that slot is committed
+   * (the tail covers it by the same or a later cycle). `lenient` skips empty slots (requests from
+   * Workers).
    */
-  async #commitSlots(slots: readonly number[], lenient: boolean): Promise<void> {
+  #commitSlots(slots: readonly number[], lenient: boolean): Promise<void> {
+    if (slots.length === 1) return this.#commitOne(slots[0], lenient);
     const { index, region, epochs } = this.#slots;
-    const frozen: Array<{ slot: number; position: number; offset: number; address: number }> = [];
+    const frozen: number[] = []; // position, offset pairs
     epochs.enter();
     try {
       if (!lenient) {
@@ -486,76 +501,122 @@ export class ConsensusLog {
         }
       }
       const words = index.words;
+      const lengths: number[] = [];
+      const bySlot: number[] = [];
       for (const slot of slots) {
         const position = index.position(slot, false);
         if (position < 0) continue;
-        let word = Atomics.load(words, position);
-        // Workers may replace the entry until the swap succeeds; the newest one is committed.
-        while (word >= 2) {
-          const found = Atomics.compareExchange(words, position, word, -word);
-          if (found === word) {
-            frozen.push({ slot, position, offset: wordOffset(word), address: -1 });
-            break;
-          }
-          word = found;
-        }
+        const offset = this.#freeze(words, position);
+        if (offset < 0) continue;
+        frozen.push(position, offset);
+        bySlot.push(slot);
+        lengths.push(ENTRY_HEADER_BYTES + region.valueAt(offset).length);
       }
-      const lengths = frozen.map(({ offset }) =>
-        ENTRY_HEADER_BYTES + region.valueAt(offset).length
-      );
       try {
         this.#tail.prepare(lengths);
       } catch (error) {
-        for (const { position, offset } of frozen) {
-          Atomics.store(words, position, acceptedWord(offset));
+        for (let i = 0; i < frozen.length; i += 2) {
+          Atomics.store(words, frozen[i], acceptedWord(frozen[i + 1]));
         }
         throw error;
       }
-      for (const entry of frozen) {
-        const offset = entry.offset;
-        const ballot = { round: region.roundAt(offset), node: region.nodeAt(offset) };
-        entry.address = this.#appendRecord(
-          TYPE_COMMITTED,
-          entry.slot,
-          ballot,
-          region.valueAt(offset),
-        );
+      for (let i = 0; i < frozen.length; i += 2) {
+        this.#appendCommitted(bySlot[i >> 1], frozen[i], frozen[i + 1]);
       }
     } finally {
       epochs.exit();
     }
-    // Conversions happen in call order: a slot frozen by an earlier call is committed before a
-    // later call that found it frozen resolves.
-    const previous = this.#converted;
-    let converted!: () => void;
-    this.#converted = new Promise((resolve) => (converted = resolve));
-    try {
-      await this.#commitTail();
-      await previous;
-      for (const { slot, position, offset, address } of frozen) {
-        index.setAddressAt(position, address);
-        Atomics.store(index.words, position, SLOT_COMMITTED);
-        region.free(offset);
-        this.#journaled.delete(slot);
-      }
-    } finally {
-      converted();
-    }
+    return this.#tail.commitVoid();
   }
 
-  async #commitTail(): Promise<void> {
-    await this.#tail.commit();
-    const tail = this.#tail;
+  /** {@linkcode ConsensusLog.#commitSlots} of one slot, without the arrays. */
+  #commitOne(slot: number, lenient: boolean): Promise<void> {
+    const { index, region, epochs } = this.#slots;
+    epochs.enter();
+    try {
+      if (!lenient && index.wordOf(slot) === SLOT_EMPTY) {
+        throw new SlotNotFoundError(slot, "commit");
+      }
+      const position = index.position(slot, false);
+      if (position >= 0) {
+        const words = index.words;
+        const offset = this.#freeze(words, position);
+        if (offset >= 0) {
+          try {
+            this.#tail.prepareOne(ENTRY_HEADER_BYTES + region.valueAt(offset).length);
+          } catch (error) {
+            Atomics.store(words, position, acceptedWord(offset));
+            throw error;
+          }
+          this.#appendCommitted(slot, position, offset);
+        }
+      }
+    } finally {
+      epochs.exit();
+    }
+    return this.#tail.commitVoid();
+  }
+
+  /**
+   * Freezes the accepted entry at index `position` (Workers may replace it until the swap
+   * succeeds; the newest one is committed); returns its region offset, or -1 if the slot holds
+   * no accepted entry (committed, already frozen, or truncated).
+   */
+  #freeze(words: Int32Array, position: number): number {
+    let word = Atomics.load(words, position);
+    while (word >= 2) {
+      const found = Atomics.compareExchange(words, position, word, -word);
+      if (found === word) return wordOffset(word);
+      word = found;
+    }
+    return -1;
+  }
+
+  /** Appends the commit record of a frozen entry and queues it for marking once durable. */
+  #appendCommitted(slot: number, position: number, offset: number): void {
+    const region = this.#slots.region;
+    const address = this.#appendRecord(
+      TYPE_COMMITTED,
+      slot,
+      region.roundAt(offset),
+      region.nodeAt(offset),
+      region.valueAt(offset),
+    );
+    this.#frozen.push(slot, position, offset, address);
+  }
+
+  /**
+   * The tail made every record below `until` durable: marks the frozen entries whose commit
+   * records lie below it committed, in append order, and starts an index checkpoint when due.
+   */
+  #onDurable = (until: number): void => {
+    const frozen = this.#frozen;
+    const { index, region } = this.#slots;
+    let i = this.#frozenHead;
+    for (; i < frozen.length && frozen[i + 3] < until; i += 4) {
+      const position = frozen[i + 1];
+      index.setAddressAt(position, frozen[i + 3]);
+      Atomics.store(index.words, position, SLOT_COMMITTED);
+      region.free(frozen[i + 2]);
+      if (this.#journaled.size > 0) this.#journaled.delete(frozen[i]);
+    }
+    if (i === frozen.length) {
+      frozen.length = 0;
+      this.#frozenHead = 0;
+    } else this.#frozenHead = i;
     if (
       !this.#indexCheckpointRunning &&
-      tail.committedUntilAddress - this.#indexCheckpointAddress >= INDEX_CHECKPOINT_INTERVAL_BYTES
+      until - this.#indexCheckpointAddress >= INDEX_CHECKPOINT_INTERVAL_BYTES
     ) {
       this.#indexCheckpointRunning = true;
-      this.#writeIndexCheckpoint().catch(() => {}).finally(() => {
-        this.#indexCheckpointRunning = false;
+      // After this cycle's callers resume: the checkpoint reads the index as committed.
+      queueMicrotask(() => {
+        this.#writeIndexCheckpoint().catch(() => {}).finally(() => {
+          this.#indexCheckpointRunning = false;
+        });
       });
     }
-  }
+  };
 
   /** Writes the index as of the current committed address (an accelerator for reopen). */
   async #writeIndexCheckpoint(): Promise<void> {
@@ -703,8 +764,16 @@ export class ConsensusLog {
       const offset = wordOffset(word);
       const value = region.valueAt(offset);
       this.#tail.prepareOne(ENTRY_HEADER_BYTES + value.length);
-      const ballot = { round: region.roundAt(offset), node: region.nodeAt(offset) };
-      this.#journaled.set(slot, this.#appendRecord(TYPE_ACCEPTED, slot, ballot, value));
+      this.#journaled.set(
+        slot,
+        this.#appendRecord(
+          TYPE_ACCEPTED,
+          slot,
+          region.roundAt(offset),
+          region.nodeAt(offset),
+          value,
+        ),
+      );
     } finally {
       epochs.exit();
     }

@@ -12,6 +12,8 @@ import type { Device, DeviceFile, DirectoryLock } from "./device.ts";
 import { ClosedError, CorruptionError, PoisonedError } from "./errors.ts";
 import { LogMetrics, type Metrics } from "./metrics.ts";
 import {
+  COMMIT_FLAG_SYNCED,
+  COMMIT_MARKER_FIXED_BYTES,
   headerKind,
   headerLength,
   RecordKind,
@@ -78,10 +80,42 @@ export interface TailStats {
   checkpoints: number;
 }
 
-interface Waiter {
-  resolve(point: CommitPoint): void;
-  reject(error: unknown): void;
+/**
+ * One group commit. Every `commit()` that joins it gets the same promise: no per-caller closure
+ * or object, and one settlement wakes them all.
+ */
+class Cycle {
+  readonly promise: Promise<CommitPoint>;
+  resolve!: (point: CommitPoint) => void;
+  reject!: (error: unknown) => void;
+  /** `commit()` calls that joined (the group size). */
+  requests = 0;
+  #settled: Promise<void> | undefined;
+
+  constructor() {
+    this.promise = new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  /** The same settlement without the commit point (one derived promise per cycle, not per call). */
+  get settled(): Promise<void> {
+    return this.#settled ??= this.promise.then(ignore);
+  }
 }
+
+function ignore(): void {}
+
+/**
+ * Cycles whose syncs may be in flight at once. A second cycle writes and starts its sync while
+ * the first one's sync runs, so commits that arrive during a sync do not wait for it to end;
+ * cycles still complete strictly in order.
+ */
+const CYCLES_IN_FLIGHT_MAX = 2;
+
+/** The cookie length word of a commit marker without a cookie (recovery.ts decodes it). */
+const NO_COOKIE = 0xffff_ffff;
 
 /** `reserve` could not place a record without I/O (only when I/O was not allowed). */
 const WOULD_BLOCK = -2;
@@ -108,6 +142,7 @@ export class DurableTail {
   #stagingSizeBytes: number;
   #staged: Uint8Array;
   #stagedWords: Uint32Array;
+  #stagedView: DataView;
   #stagingBase: number;
 
   #beginAddress: number;
@@ -118,9 +153,24 @@ export class DurableTail {
   #cookie: Uint8Array | undefined;
   #pendingCookie: Uint8Array | undefined;
 
-  #waiting: Waiter[] = [];
-  #cycleRunning = false;
-  #cycleDone: Promise<void> = Promise.resolve();
+  /** The cycle new commits join; it has not started yet. */
+  #next: Cycle | undefined;
+  /** The newest started cycle until it completes. */
+  #lastStarted: Cycle | undefined;
+  /** Cycles started and not yet completed. */
+  #inFlight = 0;
+  #microtaskPending = false;
+  #immediatePending = false;
+  /** Callers the last completion resumed, until the next cycle starts. */
+  #resumed = 0;
+  /** What the newest started cycle covers: its end address, begin address and commit number. */
+  #startedUntil: number;
+  #startedBegin: number;
+  #startedCommitNumber: number;
+  /** Settles with the failure of the newest started cycle (or of one before it), if any. */
+  #lastDone: Promise<unknown> = Promise.resolve(undefined);
+  /** Called at each completed cycle, before its callers resume (see `onDurable`). */
+  #durableListener: ((committedUntilAddress: number) => void) | undefined;
   #commitListeners: Array<() => void> = [];
   #poison: unknown = undefined;
   #closed = false;
@@ -149,9 +199,12 @@ export class DurableTail {
     this.#stagingSizeBytes = options.bufferSizeBytes;
     this.#staged = new Uint8Array(0);
     this.#stagedWords = new Uint32Array(0);
+    this.#stagedView = new DataView(this.#staged.buffer);
     this.#beginAddress = this.#durableBeginAddress = recovered.checkpoint.beginAddress;
     this.#committedUntilAddress = this.#tailAddress = this.#stagingBase = recovered.tailAddress;
-    this.#commitNumber = recovered.commitNumber;
+    this.#commitNumber = this.#startedCommitNumber = recovered.commitNumber;
+    this.#startedUntil = recovered.tailAddress;
+    this.#startedBegin = recovered.checkpoint.beginAddress;
     this.#cookie = recovered.cookie;
     this.#recoveredTruncatedTail = recovered.truncatedTail;
     this.#cleanOnDisk = recovered.checkpoint.clean &&
@@ -337,6 +390,7 @@ export class DurableTail {
     const buffer = new ArrayBuffer(this.#stagingSizeBytes);
     this.#staged = new Uint8Array(buffer);
     this.#stagedWords = new Uint32Array(buffer);
+    this.#stagedView = new DataView(buffer);
   }
 
   /** Moves the tail to the next segment, padding the rest of the current one. */
@@ -423,10 +477,20 @@ export class DurableTail {
 
   // ---- commit ----------------------------------------------------------------------------
 
-  /** True when a commit now would write nothing new. */
+  /** True when a commit now would write nothing new and none is running. */
   get idle(): boolean {
     return this.#tailAddress === this.#committedUntilAddress && this.#pendingCookie === undefined &&
-      this.#beginAddress === this.#durableBeginAddress && !this.#cycleRunning;
+      this.#beginAddress === this.#durableBeginAddress && this.#inFlight === 0 &&
+      this.#next === undefined;
+  }
+
+  /**
+   * Registers the one listener called when a cycle completes, with the new committed address,
+   * before any of that cycle's callers resume: state that must read as committed by then (the
+   * consensus log's slot words) is updated there.
+   */
+  onDurable(listener: (committedUntilAddress: number) => void): void {
+    this.#durableListener = listener;
   }
 
   /**
@@ -434,94 +498,217 @@ export class DurableTail {
    * cycle (one marker, one sync).
    */
   commit(cookie?: Uint8Array): Promise<CommitPoint> {
+    return this.#join(cookie)?.promise ?? Promise.resolve(this.commitPoint);
+  }
+
+  /** Like {@linkcode DurableTail.commit}, resolving with nothing (no per-call promise). */
+  commitVoid(): Promise<void> {
+    return this.#join(undefined)?.settled ?? Promise.resolve();
+  }
+
+  /** The cycle that makes everything appended so far durable, or none when it already is. */
+  #join(cookie: Uint8Array | undefined): Cycle | undefined {
     this.assertWritable("commit");
     this.metrics.commitsRequested.value++;
     if (cookie !== undefined) this.#pendingCookie = cookie.slice();
-    else if (this.idle) return Promise.resolve(this.commitPoint);
-    return new Promise((resolve, reject) => {
-      this.#waiting.push({ resolve, reject });
-      if (!this.#cycleRunning) {
-        this.#cycleRunning = true;
-        this.#cycleDone = new Promise((done) => queueMicrotask(() => this.#runCycles().then(done)));
-      }
-    });
-  }
-
-  async #runCycles(): Promise<void> {
-    try {
-      while (this.#waiting.length > 0) {
-        const waiters = this.#waiting;
-        this.#waiting = [];
-        try {
-          const point = await this.#cycle();
-          this.metrics.groupSize.observe(waiters.length);
-          for (const waiter of waiters) waiter.resolve(point);
-        } catch (error) {
-          for (const waiter of waiters.concat(this.#waiting.splice(0))) waiter.reject(error);
-          this.#notifyCommit();
-        }
-      }
-    } finally {
-      this.#cycleRunning = false;
-    }
-  }
-
-  async #cycle(): Promise<CommitPoint> {
-    this.assertWritable("commit");
-    const synced = this.durability !== "none";
-    const cookie = this.#pendingCookie;
-    const commitNumber = this.#commitNumber + 1;
-    const payload = encodeCommitMarker({ commitNumber, synced, cookie });
-    this.prepareOne(payload.length);
-    this.#pendingCookie = undefined;
-    this.append(RecordKind.commit, [payload], payload.length);
-    const until = this.#tailAddress;
-    const begin = this.#beginAddress;
-    this.flush();
-    const syncStartedMs = performance.now();
-    try {
-      await this.#syncSegments();
-    } catch (error) {
-      this.#poison = error;
-      throw error;
-    }
-    if (synced) this.metrics.syncSeconds.observe((performance.now() - syncStartedMs) / 1000);
-    this.#commitNumber = commitNumber;
-    this.#committedUntilAddress = until;
-    if (cookie) this.#cookie = cookie;
-    this.#stats.commits++;
-    this.metrics.commitCycles.value++;
-    if (
-      begin !== this.#durableBeginAddress ||
-      until - this.#checkpointAddress >= this.#checkpointIntervalBytes
+    else if (
+      this.#next === undefined && this.#tailAddress === this.#startedUntil &&
+      this.#pendingCookie === undefined && this.#beginAddress === this.#startedBegin
     ) {
-      await this.#checkpoint(false);
+      // Nothing new since the newest started cycle: it (if still running) covers this call.
+      return this.#lastStarted;
     }
-    const point = this.commitPoint;
-    this.#notifyCommit();
-    return point;
+    const cycle = this.#next ??= new Cycle();
+    cycle.requests++;
+    this.#scheduleStart();
+    return cycle;
   }
 
-  async #syncSegments(): Promise<void> {
-    if (this.durability === "none") {
-      for (const segment of this.#segments.all()) segment.dirty = segment.fresh = false;
+  /**
+   * Starts the waiting cycle soon. A lone committer's cycle starts in a microtask (no extra hop).
+   * Otherwise (a cycle in flight, or the last completion resumed several callers, which commit
+   * again as their continuations run) it starts after the pending microtasks, so they all join
+   * one cycle instead of trickling into many. A second cycle may write and start its sync while
+   * the first one's sync is in flight.
+   */
+  #scheduleStart(): void {
+    if (this.#next === undefined || this.#inFlight >= CYCLES_IN_FLIGHT_MAX) return;
+    if (this.#inFlight === 0 && this.#resumed <= 1) {
+      if (this.#microtaskPending) return;
+      this.#microtaskPending = true;
+      queueMicrotask(this.#startFromMicrotask);
+    } else if (!this.#immediatePending) {
+      this.#immediatePending = true;
+      setImmediate(this.#startFromImmediate);
+    }
+  }
+
+  #startFromMicrotask = (): void => {
+    this.#microtaskPending = false;
+    this.#startNext();
+  };
+
+  #startFromImmediate = (): void => {
+    this.#immediatePending = false;
+    this.#startNext();
+  };
+
+  #startNext(): void {
+    const cycle = this.#next;
+    if (cycle === undefined || this.#inFlight >= CYCLES_IN_FLIGHT_MAX) return;
+    this.#resumed = 0;
+    this.#next = undefined;
+    if (this.#closed || this.#poison !== undefined) {
+      cycle.reject(
+        this.#closed
+          ? new ClosedError("Cannot commit: the log is closed")
+          : new PoisonedError("Cannot commit: an earlier write or sync failed", {
+            cause: this.#poison,
+          }),
+      );
       return;
     }
-    const work: Promise<void>[] = [];
+    this.#inFlight++;
+    this.#lastStarted = cycle;
+    const previous = this.#lastDone;
+    let sync: Promise<void> | undefined;
+    let failure: unknown;
+    let until = 0;
+    let commitNumber = 0;
+    let cookie: Uint8Array | undefined;
+    try {
+      cookie = this.#pendingCookie;
+      commitNumber = this.#startedCommitNumber + 1;
+      this.#appendCommitMarker(commitNumber, cookie);
+      this.#pendingCookie = undefined;
+      until = this.#tailAddress;
+      this.flush();
+      this.#startedCommitNumber = commitNumber;
+      this.#startedUntil = until;
+      this.#startedBegin = this.#beginAddress;
+      sync = this.#syncSegments();
+    } catch (error) {
+      failure = error;
+      this.#poison ??= error;
+    }
+    this.#lastDone = this.#complete(cycle, previous, sync, failure, until, commitNumber, cookie);
+  }
+
+  /**
+   * Completes a started cycle once its syncs and every earlier cycle are done: publishes the
+   * commit point and resolves its callers, or rejects them if it or an earlier cycle failed.
+   * Resolves with the failure, never rejects.
+   */
+  async #complete(
+    cycle: Cycle,
+    previous: Promise<unknown>,
+    sync: Promise<void> | undefined,
+    failure: unknown,
+    until: number,
+    commitNumber: number,
+    cookie: Uint8Array | undefined,
+  ): Promise<unknown> {
+    const startedMs = performance.now();
+    if (failure === undefined && sync !== undefined) {
+      try {
+        await sync;
+        if (this.durability !== "none") {
+          this.metrics.syncSeconds.observe((performance.now() - startedMs) / 1000);
+        }
+      } catch (error) {
+        failure = error;
+        this.#poison ??= error; // never retried: a reopen finds what really reached the disk
+      }
+    }
+    // An earlier cycle's failure fails this one too: its bytes come first in the log.
+    const earlier = await previous;
+    if (failure === undefined && earlier !== undefined) failure = earlier;
+    if (failure === undefined) {
+      this.#commitNumber = commitNumber;
+      this.#committedUntilAddress = until;
+      if (cookie) this.#cookie = cookie;
+      this.#stats.commits++;
+      this.metrics.commitCycles.value++;
+      this.metrics.groupSize.observe(cycle.requests);
+      if (
+        this.#startedBegin !== this.#durableBeginAddress ||
+        until - this.#checkpointAddress >= this.#checkpointIntervalBytes
+      ) {
+        try {
+          await this.#checkpoint(false);
+        } catch (error) {
+          failure = error;
+        }
+      }
+    }
+    this.#inFlight--;
+    if (this.#lastStarted === cycle) this.#lastStarted = undefined;
+    if (failure === undefined) {
+      this.#durableListener?.(until);
+      cycle.resolve(this.commitPoint);
+    } else {
+      cycle.reject(failure);
+      // Nothing can commit after a failure: callers waiting for the next cycle learn it now.
+      const next = this.#next;
+      this.#next = undefined;
+      next?.reject(failure);
+    }
+    this.#resumed = cycle.requests;
+    this.#notifyCommit();
+    this.#scheduleStart();
+    return failure;
+  }
+
+  /** Appends the commit marker of the next cycle, encoded in place when it fits the staging. */
+  #appendCommitMarker(commitNumber: number, cookie: Uint8Array | undefined): void {
+    const payloadBytes = COMMIT_MARKER_FIXED_BYTES + (cookie?.length ?? 0);
+    this.prepareOne(payloadBytes);
+    const address = this.#reserve(payloadBytes, true);
+    const offset = address - this.#stagingBase;
+    if (offset < 0 || address + recordSizeBytes(payloadBytes) > this.#stagingEnd()) {
+      const payload = encodeCommitMarker({
+        commitNumber,
+        synced: this.durability !== "none",
+        cookie,
+      });
+      this.#writeDirect(address, RecordKind.commit, [payload], payloadBytes);
+      return;
+    }
+    writeHeader(this.#stagedWords, offset, payloadBytes, address, RecordKind.commit);
+    const view = this.#stagedView;
+    const at = offset + RECORD_HEADER_BYTES;
+    view.setFloat64(at, commitNumber, true);
+    view.setUint32(at + 8, this.durability !== "none" ? COMMIT_FLAG_SYNCED : 0, true);
+    view.setUint32(at + 12, cookie ? cookie.length : NO_COOKIE, true);
+    if (cookie) this.#staged.set(cookie, at + COMMIT_MARKER_FIXED_BYTES);
+  }
+
+  /** Starts the syncs of every dirty segment (and of the directory after a new one). */
+  #syncSegments(): Promise<void> | undefined {
+    const segments = this.#segments.all();
+    if (this.durability === "none") {
+      for (const segment of segments) segment.dirty = segment.fresh = false;
+      return undefined;
+    }
+    let single: Promise<void> | undefined;
+    let work: Promise<void>[] | undefined;
     let fresh = false;
-    for (const segment of this.#segments.all()) {
+    for (const segment of segments) {
       if (!segment.dirty) continue;
       segment.dirty = false;
       fresh ||= segment.fresh;
-      work.push(segment.file.sync(segment.fresh ? "full" : this.durability));
+      const sync = segment.file.sync(segment.fresh ? "full" : this.durability);
       segment.fresh = false;
+      if (single === undefined) single = sync;
+      else (work ??= [single]).push(sync);
     }
-    if (fresh) work.push(this.#device.syncDirectory(this.dir));
+    if (fresh) (work ??= single ? [single] : []).push(this.#device.syncDirectory(this.dir));
+    if (work === undefined) {
+      if (single !== undefined) this.#stats.syncs++;
+      return single;
+    }
     this.#stats.syncs += work.length;
-    // Every sync must finish (or fail) before the result is known; the first failure wins.
-    const results = await Promise.allSettled(work);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    if (failed) throw failed.reason;
+    return settleAll(work);
   }
 
   /** Writes and syncs a checkpoint at the committed point, then frees truncated segments. */
@@ -738,7 +925,7 @@ export class DurableTail {
     try {
       if (this.#poison === undefined) {
         if (!this.idle) await this.commit();
-        await this.#cycleDone;
+        await this.#lastDone;
         const unchanged = this.#cleanOnDisk &&
           this.#checkpointAddress === this.#committedUntilAddress &&
           this.#durableBeginAddress === this.#beginAddress;
@@ -747,11 +934,11 @@ export class DurableTail {
     } catch (error) {
       failure = error;
     } finally {
-      await this.#cycleDone.catch(() => {});
+      await this.#lastDone;
       this.#closed = true;
-      for (const waiter of this.#waiting.splice(0)) {
-        waiter.reject(new ClosedError("Cannot commit: the log is closed"));
-      }
+      const next = this.#next;
+      this.#next = undefined;
+      next?.reject(new ClosedError("Cannot commit: the log is closed"));
       this.#notifyCommit();
       this.#segments.closeAll();
       this.#checkpointFile.close();
@@ -760,4 +947,11 @@ export class DurableTail {
     }
     if (failure !== undefined) throw failure;
   }
+}
+
+/** Waits for every sync to finish (or fail); rejects with the first failure. */
+async function settleAll(work: Promise<void>[]): Promise<void> {
+  const results = await Promise.allSettled(work);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
 }
