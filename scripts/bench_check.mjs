@@ -305,13 +305,25 @@ const TARGETS = [
       const floor = "floor: write 120 B + fdatasync";
       const oursNs = rawStat(files.log, ours, "p50");
       const floorNs = rawStat(files.log, floor, "p50");
-      return {
-        ratio: oursNs / floorNs,
-        figures: [
-          from(`hybridlog p50 ${time(oursNs)}`, files.log, ours),
-          from(`floor p50 ${time(floorNs)}`, files.log, floor),
-        ],
-      };
+      const figures = [
+        from(`hybridlog p50 ${time(oursNs)}`, files.log, ours),
+        from(`floor p50 ${time(floorNs)}`, files.log, floor),
+      ];
+      // Context: the same floor with the sync on the runtime's worker pool, as the log runs it.
+      const pooled = "floor: write 120 B + fdatasync on the runtime's worker pool";
+      const pooledNs = files.log.json?.raw?.[pooled]?.p50;
+      if (pooledNs > 0) {
+        figures.push(
+          from(
+            `with the sync on the worker pool p50 ${time(pooledNs)} → hybridlog ${
+              (oursNs / pooledNs).toFixed(2)
+            }× of it`,
+            files.log,
+            pooled,
+          ),
+        );
+      }
+      return { ratio: oursNs / floorNs, figures };
     },
   },
   {
