@@ -21,7 +21,15 @@ import { readIndexCheckpoint, writeIndexCheckpoint } from "./index_checkpoint.ts
 import { REGION_ENTRY_HEADER_BYTES } from "./mutable_region.ts";
 import { RecordKind } from "./record_format.ts";
 import { payloadOffset } from "./segments.ts";
-import { acceptedWord, SLOT_COMMITTED, SLOT_EMPTY, wordOffset } from "./slot_index.ts";
+import {
+  acceptedWord,
+  INDEX_SIZE_BYTES_DEFAULT,
+  INDEX_SIZE_BYTES_MAX,
+  INDEX_SIZE_BYTES_MIN,
+  SLOT_COMMITTED,
+  SLOT_EMPTY,
+  wordOffset,
+} from "./slot_index.ts";
 import { type Durability, DurableTail } from "./tail.ts";
 import { fsDevice } from "./fs_device.ts";
 import { checkLogOptions } from "./log_options.ts";
@@ -65,6 +73,12 @@ export interface ConsensusLogOptions {
   durability?: Durability;
   /** Bytes of the shared-memory region holding accepted entries (default 64 MiB). */
   mutableSizeBytes?: number;
+  /**
+   * Bytes of address space reserved for the slot index (default 64 MiB, about 5.5 million live
+   * slots; 1 MiB to 1 GiB). Pages are used only as slots need them; truncation frees them for
+   * reuse. Accepting a slot the full index cannot hold throws `RegionFullError`.
+   */
+  indexSizeBytes?: number;
   /** Segment file size, a power of two (default 64 MiB); fixed when the log is created. */
   segmentSizeBytes?: number;
   /** Largest value (default 16 MiB, at most what the region and a segment hold). */
@@ -216,7 +230,15 @@ export class ConsensusLog {
       if (options.durableAccepts !== undefined && typeof options.durableAccepts !== "boolean") {
         throw new InvalidArgumentError(`Cannot ${what}: durableAccepts must be a boolean`);
       }
-      const slots = new SharedSlots(mutableSizeBytes);
+      const indexSizeBytes = checkSizeOption(
+        what,
+        "indexSizeBytes",
+        options.indexSizeBytes,
+        INDEX_SIZE_BYTES_DEFAULT,
+        INDEX_SIZE_BYTES_MIN,
+        INDEX_SIZE_BYTES_MAX,
+      ) & ~7;
+      const slots = new SharedSlots(mutableSizeBytes, undefined, indexSizeBytes);
       const entryLimit = Math.min(
         slots.region.capacityBytes - REGION_ENTRY_HEADER_BYTES,
         common.segmentSizeBytes - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES - ENTRY_HEADER_BYTES,

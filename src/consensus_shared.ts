@@ -227,11 +227,11 @@ export class SharedSlots {
   };
 
   /** Creates the shared state (owner), or attaches to a handle's buffers (Worker). */
-  constructor(regionCapacityBytes: number, handle?: ConsensusLogHandle) {
+  constructor(regionCapacityBytes: number, handle?: ConsensusLogHandle, indexSizeBytes?: number) {
     this.epochBuffer = handle?.epochs ?? new SharedArrayBuffer(EPOCH_WORDS * 4);
     this.epochs = new EpochTable(new Int32Array(this.epochBuffer), handle === undefined);
     this.epochs.register();
-    this.index = new SlotIndex(handle?.index);
+    this.index = new SlotIndex(handle?.index, indexSizeBytes);
     this.region = new MutableRegion(regionCapacityBytes, this.epochs, handle?.region);
     this.control = new SharedControl(handle?.control);
   }

@@ -219,6 +219,45 @@ describe("ConsensusLog", () => {
     assert.equal(plain.read(1), undefined);
   });
 
+  test("a full slot index refuses the next new leaf with RegionFullError naming indexSizeBytes; nothing lost", async () => {
+    using dir = tempDir();
+    for (const bad of [1000, 1.5 * 1024 * 1024 + 0.5, 2 * 1024 * 1024 * 1024, "64"]) {
+      await assert.rejects(
+        ConsensusLog.open({ dir: dir.path, indexSizeBytes: bad as number }),
+        (e: unknown) => e instanceof InvalidArgumentError && /indexSizeBytes/.test(e.message),
+      );
+    }
+    const log = await ConsensusLog.open({ dir: dir.path, indexSizeBytes: 1024 * 1024 });
+    // Every 64th slot needs a leaf of its own: 1 MiB runs out after about a thousand.
+    let accepted = 0;
+    let refusal: unknown;
+    for (; accepted < 100_000; accepted++) {
+      try {
+        log.accept(accepted * 64, b(1), entryBytes(accepted, 8));
+      } catch (error) {
+        refusal = error;
+        break;
+      }
+    }
+    assert.ok(accepted > 500 && accepted < 100_000, `accepted ${accepted} sparse slots`);
+    assert.ok(refusal instanceof RegionFullError, String(refusal));
+    assert.equal((refusal as RegionFullError).code, "ERR_REGION_FULL");
+    assert.match((refusal as Error).message, /indexSizeBytes/);
+    for (let i = 0; i < accepted; i++) assert.deepEqual(log.read(i * 64)!.value, entryBytes(i, 8));
+    await log.commitMany(Array.from({ length: accepted }, (_, i) => i * 64));
+    await log.close();
+    // A larger index takes every committed slot back, and more.
+    await using reopened = await ConsensusLog.open({
+      dir: dir.path,
+      indexSizeBytes: 4 * 1024 * 1024,
+    });
+    for (let i = 0; i < accepted; i++) {
+      assert.deepEqual(reopened.read(i * 64)!.value, entryBytes(i, 8));
+    }
+    reopened.accept(accepted * 64, b(1), entryBytes(accepted, 8));
+    assert.equal(reopened.read(accepted * 64)!.committed, false);
+  });
+
   test("a full region is backpressure: tryAccept false, accept RegionFullError, nothing lost", async () => {
     using dir = tempDir();
     await using log = await ConsensusLog.open({ dir: dir.path, mutableSizeBytes: 64 * 1024 });
