@@ -61,9 +61,8 @@ const HEADER_WORDS = 1024;
 /**
  * The index's default reservation: 64 MiB of address space, room for about 5.5 million live
  * slots (768 B per 64-slot leaf). Pages are committed only when touched, but Bun counts the whole
- * reservation as external memory and collects garbage less eagerly for it (a 512 MiB reservation
- * raised the peak RSS of a 10M-entry run from 271 to 340 MiB), so the default stays modest and
- * the `indexSizeBytes` option raises it.
+ * reservation as external memory (and has paused hundreds of ms collecting right after a 512 MiB
+ * one was made), so the default stays modest and the `indexSizeBytes` option raises it.
  */
 export const INDEX_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024;
 /** Smallest `indexSizeBytes`. */
