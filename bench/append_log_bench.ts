@@ -172,23 +172,12 @@ group("enqueue of 100 B (no commit in the loop)", () => {
   });
 });
 
-/** Floor (a): `entries` records coalesced into one write at an advancing offset, then synced. */
-const writeAndSyncFloor = (entries: number) =>
-  function* () {
-    const file = preallocatedFile(FLOOR_FILE_BYTES);
-    const bytes = new Uint8Array(entries * RECORD_BYTES).fill(7);
-    let position = 0;
-    yield () => {
-      fs.writeSync(file.fd, bytes, 0, bytes.length, position);
-      native.fdatasync(file.fd);
-      position += bytes.length;
-      if (position > FLOOR_FILE_BYTES - bytes.length) position = 0;
-    };
-    file.close();
-  };
-
-/** Floor (a) with the sync on the runtime's worker pool (node:fs callback), as the log runs it. */
-const writeAndSyncOnPoolFloor = (entries: number) =>
+/**
+ * Floor (a): `entries` records coalesced into one write at an advancing offset, then synced on
+ * the JS thread (`native.fdatasync`), or with `onPool` on the runtime's worker pool (node:fs
+ * callback), as the log runs its syncs.
+ */
+const writeAndSyncFloor = (entries: number, onPool = false) =>
   function* () {
     const file = preallocatedFile(FLOOR_FILE_BYTES);
     const bytes = new Uint8Array(entries * RECORD_BYTES).fill(7);
@@ -197,6 +186,7 @@ const writeAndSyncOnPoolFloor = (entries: number) =>
       fs.writeSync(file.fd, bytes, 0, bytes.length, position);
       position += bytes.length;
       if (position > FLOOR_FILE_BYTES - bytes.length) position = 0;
+      if (!onPool) return native.fdatasync(file.fd);
       return new Promise<void>((resolve, reject) =>
         fs.fdatasync(file.fd, (error) => error ? reject(error) : resolve())
       );
@@ -219,7 +209,7 @@ group("durable commit per entry", () => {
     bench(NAMES.writeSyncOne, writeAndSyncFloor(1));
     // The same, with the sync handed to the runtime's worker pool as the log does (node:fs
     // callback API): what keeping the event loop free costs a lone commit.
-    bench(NAMES.writeSyncOneAsync, writeAndSyncOnPoolFloor(1));
+    bench(NAMES.writeSyncOneAsync, writeAndSyncFloor(1, true));
     bench(NAMES.syncClean, function* () {
       const file = preallocatedFile(native.pageSizeBytes);
       yield () => native.fdatasync(file.fd);
@@ -241,7 +231,7 @@ group(`group commit: ${GROUP_ENTRIES} enqueues + one commit`, () => {
       removeTempDir(dir);
     });
     bench(NAMES.writeSyncGroup, writeAndSyncFloor(GROUP_ENTRIES));
-    bench(NAMES.writeSyncGroupAsync, writeAndSyncOnPoolFloor(GROUP_ENTRIES));
+    bench(NAMES.writeSyncGroupAsync, writeAndSyncFloor(GROUP_ENTRIES, true));
   });
 });
 

@@ -16,6 +16,7 @@ import {
   headerKind,
   headerLength,
   RecordKind,
+  type RecordProblem,
   recordSizeBytes,
 } from "./record_format.ts";
 import { recordBytesLimit } from "./recovery.ts";
@@ -227,6 +228,18 @@ export class SegmentSet {
   }
 }
 
+/** Validates the record at `offset` of a mapped segment (see `checkRecord`). */
+function checkSegmentRecord(
+  view: FileView,
+  offset: number,
+  segmentSizeBytes: number,
+  address: number,
+  logId: number,
+): RecordProblem | undefined {
+  const limit = recordBytesLimit(segmentSizeBytes);
+  return checkRecord(view.bytes, view.words, offset, segmentSizeBytes, address, logId, limit);
+}
+
 /** A record found in a segment: its kind, payload (a view) and total size. */
 export interface SegmentRecord {
   kind: number;
@@ -249,15 +262,7 @@ export function recordInSegment(
   const offset = address - index * segmentSizeBytes;
   if ((offset & 7) !== 0 || offset < SEGMENT_HEADER_BYTES) return "no record starts there";
   const { bytes, words } = view;
-  const problem = checkRecord(
-    bytes,
-    words,
-    offset,
-    segmentSizeBytes,
-    address,
-    logId,
-    recordBytesLimit(segmentSizeBytes),
-  );
+  const problem = checkSegmentRecord(view, offset, segmentSizeBytes, address, logId);
   if (problem === "address" || problem === "empty") return "no record starts there";
   if (problem !== undefined) {
     throw new CorruptionError(path, address, `record fails validation (${problem})`);
@@ -287,7 +292,7 @@ export function payloadOffset(
 ): number {
   const offset = address - segment.index * segmentSizeBytes;
   if (offset < SEGMENT_HEADER_BYTES || offset > segmentSizeBytes - RECORD_HEADER_BYTES) return -1;
-  const { bytes, words } = segment.view;
+  const words = segment.view.words;
   const w = offset >>> 2;
   const high = words[w + 3];
   // Compares the whole stored address, so a non-integer or misaligned `address` never matches.
@@ -296,16 +301,7 @@ export function payloadOffset(
   const start = offset + RECORD_HEADER_BYTES;
   if (words[w + 1] > segmentSizeBytes - start) return -1;
   if (offset < segment.verifyBelow && !isVerified(segment, offset)) {
-    const problem = checkRecord(
-      bytes,
-      words,
-      offset,
-      segmentSizeBytes,
-      address,
-      logId,
-      recordBytesLimit(segmentSizeBytes),
-    );
-    if (problem !== undefined) return -1;
+    if (checkSegmentRecord(segment.view, offset, segmentSizeBytes, address, logId)) return -1;
     markVerified(segment, offset, segmentSizeBytes);
   }
   return start;

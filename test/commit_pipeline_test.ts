@@ -9,8 +9,9 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { AppendLog, ConsensusLog, IoError, NotCommittedError, PoisonedError } from "../mod.ts";
-import type { Device, DeviceFile, OpenOptions, SyncMode } from "../src/device.ts";
+import type { DeviceFile, SyncMode } from "../src/device.ts";
 import { MemoryDevice } from "../src/memory_device.ts";
+import { forwardingFile, WrappingDevice } from "./_wrapping_device.ts";
 
 interface HeldSync {
   path: string;
@@ -19,40 +20,16 @@ interface HeldSync {
 }
 
 /** A memory device whose file syncs wait until the test releases (or fails) them, in any order. */
-class HeldSyncDevice implements Device {
-  readonly name = "held-sync";
+class HeldSyncDevice extends WrappingDevice {
   readonly pending: HeldSync[] = [];
   /** While false, syncs complete at once (opening a log syncs too). */
   holding = false;
-  #inner = new MemoryDevice();
 
-  makeDirectory(path: string): string[] {
-    return this.#inner.makeDirectory(path);
-  }
-  list(path: string): string[] {
-    return this.#inner.list(path);
-  }
-  exists(path: string): boolean {
-    return this.#inner.exists(path);
-  }
-  rename(from: string, to: string): void {
-    this.#inner.rename(from, to);
-  }
-  remove(path: string): void {
-    this.#inner.remove(path);
-  }
-  syncDirectory(path: string): Promise<void> {
-    return this.#inner.syncDirectory(path);
-  }
-  syncDirectoryNow(path: string): void {
-    this.#inner.syncDirectoryNow(path);
-  }
-  lock(path: string) {
-    return this.#inner.lock(path);
+  constructor() {
+    super("held-sync", new MemoryDevice());
   }
 
-  open(path: string, options?: OpenOptions): DeviceFile {
-    const file = this.#inner.open(path, options);
+  protected override wrapFile(file: DeviceFile, path: string): DeviceFile {
     const sync = (mode: SyncMode): Promise<void> => {
       if (!this.holding) return file.sync(mode);
       return new Promise((resolve, reject) => {
@@ -63,18 +40,7 @@ class HeldSyncDevice implements Device {
         });
       });
     };
-    return {
-      path: file.path,
-      sizeBytes: () => file.sizeBytes(),
-      write: (data, position) => file.write(data, position),
-      read: (into, position) => file.read(into, position),
-      allocate: (offset, length) => file.allocate(offset, length),
-      truncate: (length) => file.truncate(length),
-      sync,
-      syncNow: (mode) => file.syncNow(mode),
-      view: (length) => file.view(length),
-      close: () => file.close(),
-    };
+    return forwardingFile(file, { sync });
   }
 
   /** Removes and returns the `n`th held sync (0 = oldest). */

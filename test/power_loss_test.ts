@@ -6,11 +6,12 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { AppendLog } from "../mod.ts";
-import type { Device, DeviceFile, DirectoryLock, OpenOptions } from "../src/device.ts";
+import type { Device, DeviceFile } from "../src/device.ts";
 import { FaultyDevice } from "../src/faulty_device.ts";
 import { MemoryDevice, type PowerLossMode } from "../src/memory_device.ts";
 import { seededRandom } from "./_helpers.ts";
 import { checkRecovered, LogModel } from "./_log_model.ts";
+import { forwardingFile, WrappingDevice } from "./_wrapping_device.ts";
 
 const CYCLES = Number(process.env.HYBRIDLOG_POWER_LOSS_CYCLES ?? 24);
 const LOSSES_PER_CYCLE = 4;
@@ -190,13 +191,11 @@ async function runCycles(seeds: number[], options: Omit<CycleOptions, "seed"> = 
 const seeds = (count: number, first = 1) => Array.from({ length: count }, (_, i) => first + i);
 
 /** Negative control (b): a device whose files ignore `truncate` while a log is being opened. */
-class TruncationSkippingDevice implements Device {
-  readonly name = "truncation-skipping";
-  #inner: MemoryDevice;
+class TruncationSkippingDevice extends WrappingDevice {
   #recovering = false;
 
   constructor(inner: MemoryDevice) {
-    this.#inner = inner;
+    super("truncation-skipping", inner);
   }
 
   /** Recovery's `truncate(tail)` + `allocate(tail, rest)` zero the torn tail; skip that. */
@@ -204,48 +203,13 @@ class TruncationSkippingDevice implements Device {
     this.#recovering = recovering;
   }
 
-  makeDirectory(path: string): string[] {
-    return this.#inner.makeDirectory(path);
-  }
-  list(path: string): string[] {
-    return this.#inner.list(path);
-  }
-  exists(path: string): boolean {
-    return this.#inner.exists(path);
-  }
-  rename(from: string, to: string): void {
-    this.#inner.rename(from, to);
-  }
-  remove(path: string): void {
-    this.#inner.remove(path);
-  }
-  syncDirectory(path: string): Promise<void> {
-    return this.#inner.syncDirectory(path);
-  }
-  syncDirectoryNow(path: string): void {
-    this.#inner.syncDirectoryNow(path);
-  }
-  lock(path: string): DirectoryLock {
-    return this.#inner.lock(path);
-  }
-  open(path: string, options?: OpenOptions): DeviceFile {
-    const file = this.#inner.open(path, options);
-    const skipping = () => this.#recovering;
-    return {
-      path: file.path,
-      sizeBytes: () => file.sizeBytes(),
-      write: (bytes, position) => file.write(bytes, position),
-      read: (into, position) => file.read(into, position),
-      // With the truncate skipped the file never shrank, so the allocate after it adds nothing.
-      allocate: (offset, length) => file.allocate(offset, length),
+  // With the truncate skipped the file never shrank, so the allocate after it adds nothing.
+  protected override wrapFile(file: DeviceFile): DeviceFile {
+    return forwardingFile(file, {
       truncate: (length) => {
-        if (!skipping()) file.truncate(length);
+        if (!this.#recovering) file.truncate(length);
       },
-      sync: (mode) => file.sync(mode),
-      syncNow: (mode) => file.syncNow(mode),
-      view: (length) => file.view(length),
-      close: () => file.close(),
-    };
+    });
   }
 }
 
