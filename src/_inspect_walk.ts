@@ -20,6 +20,7 @@ import {
 } from "./record_format.ts";
 import { decodeCommitMarker } from "./recovery.ts";
 import { segmentFileName } from "./segment_format.ts";
+import { recordStartFrom } from "./segments.ts";
 import { readAt, type SegmentReport } from "./_inspect_files.ts";
 
 /** Bytes of a consensus entry's header inside its record (src/consensus_log.ts). */
@@ -559,12 +560,13 @@ export function* readEntries(
   // Records never straddle segments, so every segment's records start at its first address.
   let address = Math.max(point.beginAddress, Math.floor(from / S) * S + SEGMENT_HEADER_BYTES);
   while (address < to) {
-    const index = Math.floor(address / S);
-    const offset = address - index * S;
-    if (offset === 0 || S - offset < RECORD_HEADER_BYTES) {
-      address = (offset === 0 ? index : index + 1) * S + SEGMENT_HEADER_BYTES;
+    const start = recordStartFrom(address, S);
+    if (start !== address) {
+      address = start;
       continue;
     }
+    const index = Math.floor(address / S);
+    const offset = address - index * S;
     const segment = reader.load(index);
     if (!segment) return;
     const { bytes, words } = segment;

@@ -240,7 +240,7 @@ export class AttachedConsensusLog {
         *entries(start, end) {
           for (const { address, nextAddress, record } of reader.records(start, end, begin)) {
             if (record.kind === RecordKind.entry) {
-              yield { address, nextAddress, payload: record.payload };
+              yield { address, nextAddress, value: record.payload };
             }
           }
         },

@@ -338,8 +338,8 @@ export class ConsensusLog {
         start = checkpoint.coveredAddress;
         this.#indexCheckpointAddress = start;
       }
-      for (const record of tail.records(start, tail.committedUntilAddress)) {
-        this.#replay(record.address, record.payload);
+      for (const entry of tail.entries(start, tail.committedUntilAddress)) {
+        this.#replay(entry.address, entry.value);
       }
     } finally {
       this.#slots.epochs.exit();
@@ -958,7 +958,7 @@ export class ConsensusLog {
         beginAddress: () => tail.beginAddress,
         committedUntilAddress: () => tail.committedUntilAddress,
         closed: () => tail.closed,
-        entries: (start, end) => tail.records(start, end),
+        entries: (start, end) => tail.entries(start, end),
         // One thread: nothing commits between this call and the wait, so registering then is enough.
         armWait: () => () => new Promise<void>((wake) => tail.onNextCommit(wake)),
       },

@@ -16,6 +16,7 @@ import {
   RegionFullError,
 } from "./errors.ts";
 import { checkIndex } from "./validate.ts";
+import type { LogEntry } from "./entry_iterator.ts";
 import { type Segment, segmentDoubles } from "./segments.ts";
 import { EPOCH_WORDS, EpochTable } from "./epoch.ts";
 import type { Ballot } from "./hard_state.ts";
@@ -432,10 +433,7 @@ export interface CommitSource {
   /** Whether the log (or this thread's part) is closed. */
   closed(): boolean;
   /** The entry records of `[from, to)` (commit markers and padding skipped). */
-  entries(
-    from: number,
-    to: number,
-  ): Iterable<{ address: number; nextAddress: number; payload: Uint8Array }>;
+  entries(from: number, to: number): Iterable<LogEntry>;
   /**
    * Called before `committedUntilAddress()` is read; the function it returns resolves after the
    * next durable commit (or close) following that call, so no commit is missed in between.
@@ -459,7 +457,7 @@ export async function* followCommits(
   while (!signal?.aborted && !source.closed()) {
     const wait = source.armWait();
     const until = source.committedUntilAddress();
-    for (const { address, nextAddress, payload } of source.entries(cursor, until)) {
+    for (const { address, nextAddress, value: payload } of source.entries(cursor, until)) {
       cursor = nextAddress;
       const { slot, type } = recordSlotAndType(payload);
       if (type === TYPE_COMMITTED && slot >= from && address >= source.beginAddress()) {

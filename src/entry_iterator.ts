@@ -7,10 +7,10 @@
  *
  * @module
  */
-import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from "./constants.ts";
+import { RECORD_HEADER_BYTES } from "./constants.ts";
 import { CorruptionError } from "./errors.ts";
 import { RecordKind, recordSizeBytes } from "./record_format.ts";
-import { isVerified, payloadView, type Segment } from "./segments.ts";
+import { isVerified, payloadView, recordStartFrom, type Segment } from "./segments.ts";
 
 /** An entry yielded by a scan or a tail. */
 export interface LogEntry {
@@ -98,12 +98,12 @@ export class EntryIterator extends Iterator<LogEntry, undefined, unknown> {
     let address = this.#address;
     this.#fastEnd = 0;
     while (address < this.#to) {
-      const index = Math.floor(address / S);
-      const offset = address - index * S;
-      if (offset === 0 || S - offset < RECORD_HEADER_BYTES) {
-        address = (offset === 0 ? index : index + 1) * S + SEGMENT_HEADER_BYTES;
+      const start = recordStartFrom(address, S);
+      if (start !== address) {
+        address = start;
         continue;
       }
+      const index = Math.floor(address / S);
       const segment = address < source.stagingBase ? source.segmentOf(address) : undefined;
       const value = segment === undefined
         ? undefined

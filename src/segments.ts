@@ -340,6 +340,21 @@ function markVerified(segment: Segment, offset: number, segmentSizeBytes: number
 }
 
 /**
+ * Where a walk at `address` finds a record: `address` itself, or past the segment header when
+ * `address` is a segment's start, or the next segment's first record when too little of this
+ * segment is left for a header (records never straddle segments).
+ */
+export function recordStartFrom(address: number, segmentSizeBytes: number): number {
+  const index = Math.floor(address / segmentSizeBytes);
+  const offset = address - index * segmentSizeBytes;
+  if (offset === 0) return address + SEGMENT_HEADER_BYTES;
+  if (segmentSizeBytes - offset < RECORD_HEADER_BYTES) {
+    return (index + 1) * segmentSizeBytes + SEGMENT_HEADER_BYTES;
+  }
+  return address;
+}
+
+/**
  * Walks the records in `[from, to)` (`from` a record address or a segment start), skipping
  * segment headers and padding; `recordAt` finds each one. Yields entries and commit markers.
  */
@@ -352,12 +367,12 @@ export function* walkRecords(
   const S = segmentSizeBytes;
   let address = from;
   while (address < to) {
-    const index = Math.floor(address / S);
-    const offset = address - index * S;
-    if (offset === 0 || S - offset < RECORD_HEADER_BYTES) {
-      address = (offset === 0 ? index : index + 1) * S + SEGMENT_HEADER_BYTES;
+    const start = recordStartFrom(address, S);
+    if (start !== address) {
+      address = start;
       continue;
     }
+    const index = Math.floor(address / S);
     const record = recordAt(address);
     const nextAddress = record.kind === RecordKind.padding
       ? (index + 1) * S

@@ -23,13 +23,7 @@ import {
 } from "./record_format.ts";
 import { encodeCommitMarker, type RecoveredLog, recoverLog, tailSegmentIndex } from "./recovery.ts";
 import { EntryIterator } from "./entry_iterator.ts";
-import {
-  payloadView,
-  recordInSegment,
-  type Segment,
-  type SegmentSet,
-  walkRecords,
-} from "./segments.ts";
+import { payloadView, recordInSegment, type Segment, type SegmentSet } from "./segments.ts";
 
 /** How durable a commit is when it resolves. */
 export type Durability = "none" | "data" | "full";
@@ -56,14 +50,6 @@ export interface TailOptions {
   metrics: Metrics;
   /** The `log` label of its series (default: `dir`). */
   metricsLabel?: string;
-}
-
-/** A record found by iteration. */
-export interface RecordRef {
-  readonly address: number;
-  readonly nextAddress: number;
-  /** The payload: a view into the mapped segment, or a copy while still staged. */
-  readonly payload: Uint8Array;
 }
 
 /** Counters of a tail since it was opened. */
@@ -888,32 +874,6 @@ export class DurableTail {
     if (typeof found !== "string") return found;
     const path = this.#segments.ofAddress(address)?.path ?? this.dir;
     throw new CorruptionError(path, address, `an indexed record is missing: ${found}`);
-  }
-
-  /**
-   * Iterates the records of `kind` in `[from, to)`; `from` must be a record address (or the
-   * begin/committed address). Payloads are views: mapped for written records, a copy for staged.
-   */
-  *records(from: number, to: number, kind: RecordKind = RecordKind.entry): Generator<RecordRef> {
-    const start = Math.max(from, this.#beginAddress);
-    const recordAt = (address: number) => {
-      const found = this.recordAt(address);
-      if (typeof found !== "string") return found;
-      const segment = this.#segments.ofAddress(address);
-      throw new CorruptionError(segment?.path ?? this.dir, address, `scan found ${found}`);
-    };
-    for (
-      const { address, nextAddress, record } of walkRecords(
-        start,
-        to,
-        this.segmentSizeBytes,
-        recordAt,
-      )
-    ) {
-      if (record.kind !== kind) continue;
-      const staged = address >= this.#stagingBase;
-      yield { address, nextAddress, payload: staged ? record.payload.slice() : record.payload };
-    }
   }
 
   // ---- close -------------------------------------------------------------------------------
