@@ -69,12 +69,24 @@ const NO_COOKIE = 0xffff_ffff;
 /** Encodes a commit marker payload. */
 export function encodeCommitMarker(marker: CommitMarker): Uint8Array {
   const payload = new Uint8Array(COMMIT_MARKER_FIXED_BYTES + (marker.cookie?.length ?? 0));
-  const view = new DataView(payload.buffer);
-  view.setFloat64(0, marker.commitNumber, true);
-  view.setUint32(8, marker.synced ? COMMIT_FLAG_SYNCED : 0, true);
-  view.setUint32(12, marker.cookie ? marker.cookie.length : NO_COOKIE, true);
-  if (marker.cookie) payload.set(marker.cookie, COMMIT_MARKER_FIXED_BYTES);
+  writeCommitMarker(new DataView(payload.buffer), payload, 0, marker);
   return payload;
+}
+
+/**
+ * Writes a commit marker payload at byte `at` of `bytes` (with `view` over the same buffer): the
+ * tail encodes it in place in its staging buffer.
+ */
+export function writeCommitMarker(
+  view: DataView,
+  bytes: Uint8Array,
+  at: number,
+  marker: CommitMarker,
+): void {
+  view.setFloat64(at, marker.commitNumber, true);
+  view.setUint32(at + 8, marker.synced ? COMMIT_FLAG_SYNCED : 0, true);
+  view.setUint32(at + 12, marker.cookie ? marker.cookie.length : NO_COOKIE, true);
+  if (marker.cookie) bytes.set(marker.cookie, at + COMMIT_MARKER_FIXED_BYTES);
 }
 
 /** Decodes a commit marker payload (already checksum-verified), or `undefined` if malformed. */

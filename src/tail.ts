@@ -12,7 +12,6 @@ import type { Device, DeviceFile, DirectoryLock } from "./device.ts";
 import { ClosedError, CorruptionError, PoisonedError } from "./errors.ts";
 import { LogMetrics, type Metrics } from "./metrics.ts";
 import {
-  COMMIT_FLAG_SYNCED,
   COMMIT_MARKER_FIXED_BYTES,
   headerKind,
   headerLength,
@@ -21,7 +20,13 @@ import {
   sealRecord,
   writeHeader,
 } from "./record_format.ts";
-import { encodeCommitMarker, type RecoveredLog, recoverLog, tailSegmentIndex } from "./recovery.ts";
+import {
+  encodeCommitMarker,
+  type RecoveredLog,
+  recoverLog,
+  tailSegmentIndex,
+  writeCommitMarker,
+} from "./recovery.ts";
 import { EntryIterator } from "./entry_iterator.ts";
 import { payloadView, recordInSegment, type Segment, type SegmentSet } from "./segments.ts";
 
@@ -99,9 +104,6 @@ function ignore(): void {}
  * cycles still complete strictly in order.
  */
 const CYCLES_IN_FLIGHT_MAX = 2;
-
-/** The cookie length word of a commit marker without a cookie (recovery.ts decodes it). */
-const NO_COOKIE = 0xffff_ffff;
 
 /** `reserve` could not place a record without I/O (only when I/O was not allowed). */
 const WOULD_BLOCK = -2;
@@ -651,22 +653,14 @@ export class DurableTail {
     this.prepareOne(payloadBytes);
     const address = this.#reserve(payloadBytes, true);
     const offset = address - this.#stagingBase;
+    const marker = { commitNumber, synced: this.durability !== "none", cookie };
     if (offset < 0 || address + recordSizeBytes(payloadBytes) > this.#stagingEnd()) {
-      const payload = encodeCommitMarker({
-        commitNumber,
-        synced: this.durability !== "none",
-        cookie,
-      });
+      const payload = encodeCommitMarker(marker);
       this.#writeDirect(address, RecordKind.commit, [payload], payloadBytes);
       return;
     }
     writeHeader(this.#stagedWords, offset, payloadBytes, address, RecordKind.commit);
-    const view = this.#stagedView;
-    const at = offset + RECORD_HEADER_BYTES;
-    view.setFloat64(at, commitNumber, true);
-    view.setUint32(at + 8, this.durability !== "none" ? COMMIT_FLAG_SYNCED : 0, true);
-    view.setUint32(at + 12, cookie ? cookie.length : NO_COOKIE, true);
-    if (cookie) this.#staged.set(cookie, at + COMMIT_MARKER_FIXED_BYTES);
+    writeCommitMarker(this.#stagedView, this.#staged, offset + RECORD_HEADER_BYTES, marker);
   }
 
   /** Starts the syncs of every dirty segment (and of the directory after a new one). */
