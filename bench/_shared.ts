@@ -7,7 +7,7 @@
  * @module
  */
 import * as fs from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
@@ -155,4 +155,50 @@ export function writeResults(fileName: string, json: unknown): void {
   const path = join(resultsDir, fileName);
   fs.writeFileSync(path, JSON.stringify(json, null, 2) + "\n");
   console.log(`\nwrote ${path}`);
+}
+
+/**
+ * The machine, and the load average around a run that is not a mitata bench (the machine is
+ * shared: what else ran shows in the load). Made when the run starts.
+ */
+export class RunStamp {
+  readonly cores: number = availableParallelism();
+  readonly cpu: string = cpus()[0]?.model ?? "unknown CPU";
+  readonly loadAtStart: number = loadavg()[0];
+  #startedAt = performance.now();
+  #loadAtEnd: number | undefined;
+
+  /** Notes the load average at the end of the measuring (the first call counts). */
+  end(): number {
+    return this.#loadAtEnd ??= loadavg()[0];
+  }
+
+  /** Prints how long the run took and the load average at its end. */
+  printEnd(): void {
+    const seconds = ((performance.now() - this.#startedAt) / 1000).toFixed(1);
+    console.log(
+      `\n(the whole run took ${seconds} s; load average (1 min) at the end: ${
+        this.end().toFixed(2)
+      })`,
+    );
+  }
+
+  /** The fields a result file of such a run starts with. */
+  header(): {
+    runtime: string;
+    version: string | undefined;
+    date: string;
+    cores: number;
+    cpu: string;
+    loadAverage: { start: number; end: number };
+  } {
+    return {
+      runtime,
+      version: runtimeVersion,
+      date: new Date().toISOString(),
+      cores: this.cores,
+      cpu: this.cpu,
+      loadAverage: { start: this.loadAtStart, end: this.end() },
+    };
+  }
 }

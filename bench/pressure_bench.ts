@@ -47,14 +47,21 @@
  * @module
  */
 import * as fs from "node:fs";
-import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { setImmediate } from "node:timers";
 import { native } from "../ffi/mod.ts";
 import { AppendLog } from "../src/append_log.ts";
 import { ConsensusLog } from "../src/consensus_log.ts";
-import { makeTempDir, removeTempDir, runtime, runtimeVersion, writeResults } from "./_shared.ts";
+import {
+  makeTempDir,
+  removeTempDir,
+  RunStamp,
+  runtime,
+  runtimeVersion,
+  writeResults,
+} from "./_shared.ts";
 
 /** Bytes of every value. */
 const VALUE_BYTES = 100;
@@ -649,11 +656,9 @@ const consensusLogMemory = () =>
 
 // ---- run and report --------------------------------------------------------------------------
 
-const cores = availableParallelism();
-const cpu = cpus()[0]?.model ?? "unknown CPU";
-const startedAt = performance.now();
+const stamp = new RunStamp();
+const { cores, cpu, loadAtStart } = stamp;
 console.log(`The log under pressure — ${runtime} ${runtimeVersion}, ${cores} cores (${cpu})`);
-const loadAtStart = loadavg()[0];
 console.log(`Load average (1 min) at the start: ${loadAtStart.toFixed(2)}`);
 
 let freeDiskBytes: number | undefined;
@@ -696,7 +701,7 @@ for (const run of [appendLogMemory, consensusLogMemory]) {
   memoryRows.push(row);
   console.log(`  ${row.workload}: ${row.seconds.toFixed(1)} s`);
 }
-const loadAtEnd = loadavg()[0];
+stamp.end();
 
 const runtimeName = runtime === "bun" ? "Bun" : "Deno";
 /** Late timers' intervals split by where the JS thread was (see `LateTimers`). */
@@ -763,18 +768,10 @@ for (let i = 0; i < memoryRows[0].samples.length; i++) {
     } |`,
   );
 }
-console.log(
-  `\n(the whole run took ${((performance.now() - startedAt) / 1000).toFixed(1)} s; load average ` +
-    `(1 min) at the end: ${loadAtEnd.toFixed(2)})`,
-);
+stamp.printEnd();
 
 writeResults(`${runtime}-pressure.json`, {
-  runtime,
-  version: runtimeVersion,
-  date: new Date().toISOString(),
-  cores,
-  cpu,
-  loadAverage: { start: loadAtStart, end: loadAtEnd },
+  ...stamp.header(),
   valueBytes: VALUE_BYTES,
   freeDiskBytesAtStart: freeDiskBytes,
   timerLag: {

@@ -41,11 +41,17 @@
  *
  * @module
  */
-import { availableParallelism, cpus, loadavg } from "node:os";
 import { ConsensusLog, MUTABLE_SIZE_BYTES_DEFAULT } from "../src/consensus_log.ts";
 import type { Durability } from "../src/tail.ts";
 import { regionEntrySize } from "../src/mutable_region.ts";
-import { makeTempDir, removeTempDir, runtime, runtimeVersion, writeResults } from "./_shared.ts";
+import {
+  makeTempDir,
+  removeTempDir,
+  RunStamp,
+  runtime,
+  runtimeVersion,
+  writeResults,
+} from "./_shared.ts";
 import {
   acceptRange,
   BALLOT,
@@ -469,10 +475,9 @@ async function commitBench(workers: BenchWorker[]): Promise<CommitRow[]> {
 
 // ---- run and report --------------------------------------------------------------------------
 
-const cores = availableParallelism();
-const cpu = cpus()[0]?.model ?? "unknown CPU";
+const stamp = new RunStamp();
+const { cores, cpu, loadAtStart } = stamp;
 const runtimeName = runtime === "bun" ? "Bun" : "Deno";
-const startedAt = performance.now();
 console.log(`ConsensusLog shared with Workers — ${runtime} ${runtimeVersion}`);
 console.log(
   `This machine has ${cores} cores (${cpu}). With more threads than cores, threads share them ` +
@@ -480,7 +485,6 @@ console.log(
     `not linear.`,
 );
 // The machine is shared: what else ran shows in the load average, printed before and after.
-const loadAtStart = loadavg()[0];
 console.log(`Load average (1 min) at the start: ${loadAtStart.toFixed(2)}`);
 
 // The Workers live until every log is closed: in Deno 2.9.5, `close()` of a shared log with no
@@ -580,19 +584,11 @@ for (const row of commit) {
     } |`,
   );
 }
-const loadAtEnd = loadavg()[0];
-console.log(
-  `\n(the whole run took ${((performance.now() - startedAt) / 1000).toFixed(1)} s; load average ` +
-    `(1 min) at the end: ${loadAtEnd.toFixed(2)})`,
-);
+stamp.end();
+stamp.printEnd();
 
 writeResults(`${runtime}-workers.json`, {
-  runtime,
-  version: runtimeVersion,
-  date: new Date().toISOString(),
-  cores,
-  cpu,
-  loadAverage: { start: loadAtStart, end: loadAtEnd },
+  ...stamp.header(),
   spinTwoWorkersSpeedup: { before: spinBefore, after: spinAfter },
   valueBytes: VALUE_BYTES,
   accept: { acceptsPerThread: ACCEPTS_PER_THREAD, roundAccepts: ROUND_ACCEPTS, rows: accept },
