@@ -228,7 +228,16 @@ export class MutableRegion {
     const hint = Atomics.load(control, CLAIM_HINT);
     for (let i = 0; i < count; i++) {
       const chunk = (hint + i) % count;
-      if (!this.#take(chunk, excludeSelf)) continue;
+      const taken = this.#take(chunk, excludeSelf);
+      if (taken < 0) continue;
+      // Another thread may have claimed between the count above and this take. Whichever of two
+      // racing claims counts second sees both, so it gives its chunk back if it took the last:
+      // without a free chunk compaction has nowhere to copy to, and the region would stay full
+      // until frees empty a whole chunk.
+      if (!compacting && this.#available(excludeSelf) === 0) {
+        Atomics.store(control, this.#field(chunk, STATE), taken);
+        return -1;
+      }
       // Charged in full (plus one, so frees cannot bring it to zero while open); sealing gives
       // back the unused end and the one.
       Atomics.store(control, this.#field(chunk, CHARGE), this.chunkBytes + 1);
@@ -258,12 +267,15 @@ export class MutableRegion {
     return this.#epochs.isSafe(epoch, excludeSelf) ? state : -1;
   }
 
-  /** Moves `chunk` from free (or safely retired) to open. */
-  #take(chunk: number, excludeSelf: boolean): boolean {
+  /**
+   * Moves `chunk` from free (or safely retired) to open; returns the state it had, or -1 if it
+   * could not be claimed. A retired chunk keeps its epoch, so the state alone restores it.
+   */
+  #take(chunk: number, excludeSelf: boolean): number {
     const state = this.#claimableState(chunk, excludeSelf);
-    if (state < 0) return false;
+    if (state < 0) return -1;
     const at = this.#field(chunk, STATE);
-    return Atomics.compareExchange(this.#control, at, state, CHUNK_OPEN) === state;
+    return Atomics.compareExchange(this.#control, at, state, CHUNK_OPEN) === state ? state : -1;
   }
 
   /** A run of chunks for one large entry. */
@@ -272,7 +284,7 @@ export class MutableRegion {
     const control = this.#control;
     for (let first = 0; first + length <= this.chunkCount; first++) {
       let taken = 0;
-      while (taken < length && this.#take(first + taken, excludeSelf)) taken++;
+      while (taken < length && this.#take(first + taken, excludeSelf) >= 0) taken++;
       if (taken < length) {
         for (let i = 0; i < taken; i++) {
           Atomics.store(control, this.#field(first + i, STATE), CHUNK_FREE);

@@ -242,15 +242,8 @@ describe("ConsensusLog shared with Workers", () => {
           const { round, node } = entry.ballot;
           assert.deepEqual(entry.value, attemptValue(slot, round, node), `owner read ${slot}`);
         }
-        // Commit up to two accepted slots per turn: with one, the Workers sometimes starved on a
-        // full region for most of the run (a few hundred commits free too little); with many,
-        // committed slots (never accepted again) soon leave little to churn.
-        const picked = new Set<number>();
-        for (let i = 0; i < 2; i++) {
-          const slot = Math.floor(random() * SLOTS);
-          if (log.read(slot)?.committed === false) picked.add(slot);
-        }
-        if (picked.size > 0) await log.commitMany([...picked]);
+        const slot = Math.floor(random() * SLOTS);
+        if (log.read(slot)?.committed === false) await log.commit(slot);
         else await new Promise((wake) => setTimeout(wake, 0));
       }
       const results = await Promise.all(churning);
@@ -258,7 +251,9 @@ describe("ConsensusLog shared with Workers", () => {
       // Workers that fall behind in rounds mostly lose on ballots; together they churn a lot.
       const total = (key: "accepted" | "full" | "reads") =>
         results.reduce((sum, r) => sum + r[key], 0);
-      assert.ok(total("accepted") > 2000, JSON.stringify(results));
+      // A region left with no free chunk cannot compact and stays full until frees empty a
+      // whole chunk: such runs accepted under 4,000 (40k+ refusals); healthy ones 9,000+.
+      assert.ok(total("accepted") > 5000, JSON.stringify(results));
       assert.ok(total("full") > 0, "the region filled, so chunks were retired and reused");
       assert.ok(total("reads") > 40_000, JSON.stringify(results));
       assert.ok(ownerReads > 0);
