@@ -130,10 +130,12 @@ const NAMES = {
   enqueue: `hybridlog: ${OPS_PER_CALL} × enqueue 100 B`,
   memcpy: `floor: ${OPS_PER_CALL} × memcpy 100 B`,
   commitOne: "hybridlog: enqueue + await commit()",
+  commitOneInline: "hybridlog (inlineSync): enqueue + await commit()",
   writeSyncOne: "floor: write 120 B + fdatasync",
   writeSyncOneAsync: "floor: write 120 B + fdatasync on the runtime's worker pool",
   syncClean: "floor: fdatasync, nothing dirty",
   commitGroup: `hybridlog: ${GROUP_ENTRIES} × enqueue + await commit()`,
+  commitGroupInline: `hybridlog (inlineSync): ${GROUP_ENTRIES} × enqueue + await commit()`,
   writeSyncGroup: `floor: write ${GROUP_ENTRIES} × 120 B + fdatasync`,
   writeSyncGroupAsync:
     `floor: write ${GROUP_ENTRIES} × 120 B + fdatasync on the runtime's worker pool`,
@@ -194,18 +196,24 @@ const writeAndSyncFloor = (entries: number, onPool = false) =>
     file.close();
   };
 
+/** Enqueues `entries` values and awaits one commit, on a log with or without `inlineSync`. */
+const commitBench = (entries: number, inlineSync: boolean) =>
+  async function* () {
+    const log = await AppendLog.open({ dir: makeTempDir(), durability: "data", inlineSync });
+    yield async () => {
+      for (let i = 0; i < entries; i++) log.enqueue(value);
+      await log.commit();
+    };
+    const dir = log.dir;
+    await log.close();
+    removeTempDir(dir);
+  };
+
 group("durable commit per entry", () => {
   summary(() => {
-    bench(NAMES.commitOne, async function* () {
-      const log = await AppendLog.open({ dir: makeTempDir(), durability: "data" });
-      yield async () => {
-        log.enqueue(value);
-        await log.commit();
-      };
-      const dir = log.dir;
-      await log.close();
-      removeTempDir(dir);
-    });
+    bench(NAMES.commitOne, commitBench(1, false));
+    // Syncs on the JS thread, as the floor below does: no hand-off to the pool and back.
+    bench(NAMES.commitOneInline, commitBench(1, true));
     bench(NAMES.writeSyncOne, writeAndSyncFloor(1));
     // The same, with the sync handed to the runtime's worker pool as the log does (node:fs
     // callback API): what keeping the event loop free costs a lone commit.
@@ -220,16 +228,8 @@ group("durable commit per entry", () => {
 
 group(`group commit: ${GROUP_ENTRIES} enqueues + one commit`, () => {
   summary(() => {
-    bench(NAMES.commitGroup, async function* () {
-      const log = await AppendLog.open({ dir: makeTempDir(), durability: "data" });
-      yield async () => {
-        for (let i = 0; i < GROUP_ENTRIES; i++) log.enqueue(value);
-        await log.commit();
-      };
-      const dir = log.dir;
-      await log.close();
-      removeTempDir(dir);
-    });
+    bench(NAMES.commitGroup, commitBench(GROUP_ENTRIES, false));
+    bench(NAMES.commitGroupInline, commitBench(GROUP_ENTRIES, true));
     bench(NAMES.writeSyncGroup, writeAndSyncFloor(GROUP_ENTRIES));
     bench(NAMES.writeSyncGroupAsync, writeAndSyncFloor(GROUP_ENTRIES, true));
   });
@@ -339,6 +339,11 @@ function report(results: Map<string, Stats>, context: unknown): void {
       floorNs: mean(NAMES.writeSyncOneAsync),
     },
     {
+      workload: "durable commit per entry, inlineSync, vs 120 B write + fdatasync",
+      logNs: mean(NAMES.commitOneInline),
+      floorNs: mean(NAMES.writeSyncOne),
+    },
+    {
       workload: `group commit of ${GROUP_ENTRIES} vs 12 KB write + fdatasync`,
       logNs: mean(NAMES.commitGroup),
       floorNs: mean(NAMES.writeSyncGroup),
@@ -348,6 +353,12 @@ function report(results: Map<string, Stats>, context: unknown): void {
       workload: `group commit of ${GROUP_ENTRIES} vs 12 KB write + fdatasync on the worker pool`,
       logNs: mean(NAMES.commitGroup),
       floorNs: mean(NAMES.writeSyncGroupAsync),
+      show: rate,
+    },
+    {
+      workload: `group commit of ${GROUP_ENTRIES}, inlineSync, vs 12 KB write + fdatasync`,
+      logNs: mean(NAMES.commitGroupInline),
+      floorNs: mean(NAMES.writeSyncGroup),
       show: rate,
     },
     {

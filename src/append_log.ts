@@ -40,6 +40,14 @@ export interface AppendLogOptions {
   entrySizeBytesMax?: number;
   /** Committed bytes between checkpoints, bounding the scan after a crash (default 8 MiB). */
   checkpointIntervalBytes?: number;
+  /**
+   * Run each commit's `fdatasync`/`fsync` on the JS thread instead of the runtime's worker pool
+   * (default false). A lone commit then skips the hand-off to the pool and back (about 20 µs
+   * here), at the price of blocking the event loop for every sync: tens of microseconds on an
+   * idle SSD, milliseconds or more with much dirty data or a busy device. For a latency-bound
+   * writer with nothing else on its loop; servers keep the default.
+   */
+  inlineSync?: boolean;
   /** The storage device (default: the real file system). Tests inject faulty devices here. */
   device?: Device;
   /** The metrics registry the log records into (default `defaultMetrics`). */

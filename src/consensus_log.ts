@@ -89,6 +89,14 @@ export interface ConsensusLogOptions {
   bufferSizeBytes?: number;
   /** Committed bytes between tail checkpoints (default 8 MiB). */
   checkpointIntervalBytes?: number;
+  /**
+   * Run each commit's `fdatasync`/`fsync` on the JS thread instead of the runtime's worker pool
+   * (default false). A lone commit then skips the hand-off to the pool and back (about 20 µs
+   * here), at the price of blocking the event loop for every sync: tens of microseconds on an
+   * idle SSD, milliseconds or more with much dirty data or a busy device. For a latency-bound
+   * writer with nothing else on its loop; servers keep the default.
+   */
+  inlineSync?: boolean;
   /** The storage device (default: the real file system). */
   device?: Device;
   /** The metrics registry the log records into (default `defaultMetrics`). */

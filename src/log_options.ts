@@ -27,6 +27,7 @@ export interface CommonLogOptions {
   segmentSizeBytes?: number;
   bufferSizeBytes?: number;
   checkpointIntervalBytes?: number;
+  inlineSync?: boolean;
   device?: Device;
   metrics?: Metrics;
 }
@@ -39,7 +40,11 @@ export function checkLogOptions(
   if (typeof options?.dir !== "string" || options.dir === "") {
     throw new InvalidArgumentError(`Cannot ${what}: dir must be a non-empty string`);
   }
+  if (options.inlineSync !== undefined && typeof options.inlineSync !== "boolean") {
+    throw new InvalidArgumentError(`Cannot ${what}: inlineSync must be a boolean`);
+  }
   return {
+    inlineSync: options.inlineSync ?? false,
     dir: resolve(options.dir),
     device: options.device ?? fsDevice,
     metrics: checkMetrics(what, options.metrics),

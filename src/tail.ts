@@ -51,6 +51,8 @@ export interface TailOptions {
   segmentSizeBytes: number;
   bufferSizeBytes: number;
   checkpointIntervalBytes: number;
+  /** Sync on the JS thread (`syncNow`) rather than on the runtime's worker pool. */
+  inlineSync?: boolean;
   /** The registry the log records into. */
   metrics: Metrics;
   /** The `log` label of its series (default: `dir`). */
@@ -112,6 +114,8 @@ const WOULD_BLOCK = -2;
 export class DurableTail {
   readonly dir: string;
   readonly durability: Durability;
+  /** Syncs run on the JS thread (`syncNow`), not on the worker pool. */
+  readonly inlineSync: boolean;
   readonly segmentSizeBytes: number;
   readonly logId: number;
   /** The log's series in its metrics registry, released at close. */
@@ -173,6 +177,7 @@ export class DurableTail {
   private constructor(options: TailOptions, lock: DirectoryLock, recovered: RecoveredLog) {
     this.dir = options.dir;
     this.durability = options.durability;
+    this.inlineSync = options.inlineSync ?? false;
     this.segmentSizeBytes = options.segmentSizeBytes;
     this.logId = recovered.checkpoint.logId;
     this.#device = options.device;
@@ -670,6 +675,26 @@ export class DurableTail {
       for (const segment of segments) segment.dirty = segment.fresh = false;
       return undefined;
     }
+    if (this.inlineSync) {
+      // On this thread, in the order the pool would finish them: segments, then the directory
+      // that gained a new one. A throw poisons the log in the caller, never retried.
+      const startedMs = performance.now();
+      let fresh = false;
+      for (const segment of segments) {
+        if (!segment.dirty) continue;
+        segment.dirty = false;
+        fresh ||= segment.fresh;
+        this.#stats.syncs++;
+        segment.file.syncNow(segment.fresh ? "full" : this.durability);
+        segment.fresh = false;
+      }
+      if (fresh) {
+        this.#stats.syncs++;
+        this.#device.syncDirectoryNow(this.dir);
+      }
+      this.metrics.syncSeconds.observe((performance.now() - startedMs) / 1000);
+      return undefined;
+    }
     let single: Promise<void> | undefined;
     let work: Promise<void>[] | undefined;
     let fresh = false;
@@ -705,7 +730,10 @@ export class DurableTail {
     };
     try {
       writeCheckpoint(this.#checkpointFile, point);
-      if (this.durability !== "none") await this.#checkpointFile.sync("data");
+      if (this.durability !== "none") {
+        if (this.inlineSync) this.#checkpointFile.syncNow("data");
+        else await this.#checkpointFile.sync("data");
+      }
     } catch (error) {
       this.#poison = error;
       throw error;
@@ -719,7 +747,8 @@ export class DurableTail {
     const firstKept = Math.floor(point.beginAddress / this.segmentSizeBytes);
     if (this.#segments.removeBelow(firstKept) > 0 && this.durability !== "none") {
       try {
-        await this.#device.syncDirectory(this.dir);
+        if (this.inlineSync) this.#device.syncDirectoryNow(this.dir);
+        else await this.#device.syncDirectory(this.dir);
       } catch (error) {
         this.#poison = error; // never retried: a reopen finds what the directory really holds
         throw error;
