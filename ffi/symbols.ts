@@ -123,19 +123,22 @@ export const libdeflateSymbols = {
   libdeflate_crc32: {
     parameters: [
       "u32", // uint32_t crc (zlib convention: 0 to start, or a previous result)
-      "pointer", // const void *buffer (only read)
+      "pointer", // const void *buffer (only read; Deno passes it as a usize, see ffi/deno.ts)
       "usize", // size_t len
     ],
     result: "u32", // the CRC-32 continued over the bytes
   },
 } as const satisfies Record<string, SymbolSignature>;
 
-/** Largest buffer a {@linkcode Native.rangeChecksum} covers: offsets are checked as `u32`. */
-export const RANGE_CHECKSUM_BUFFER_BYTES_MAX = 2 ** 32 - 1;
+/**
+ * Largest buffer a {@linkcode Native.rangeChecksum} covers: offsets and lengths are int32s, which
+ * Deno turns into 64-bit arguments without allocating. A staging buffer is at most 1 GiB.
+ */
+export const RANGE_CHECKSUM_BUFFER_BYTES_MAX = 2 ** 31 - 1;
 
 /**
  * Checks that `buffer` can be given a range checksum: fixed length (a resizable buffer may move
- * or shrink under a resolved address), attached, and not empty, at most 4 GiB.
+ * or shrink under a resolved address), attached, not empty, and under 2 GiB.
  *
  * @throws {InvalidArgumentError} If it cannot.
  */
@@ -146,7 +149,7 @@ export function checkChecksumBuffer(buffer: ArrayBuffer): void {
   ) {
     throw new InvalidArgumentError(
       "Cannot make a range checksum: the buffer must be a fixed-length, attached ArrayBuffer " +
-        "of 1 byte to 4 GiB",
+        "of 1 byte to 2 GiB",
     );
   }
 }

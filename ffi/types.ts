@@ -12,7 +12,7 @@
  * | bytes over a pointer | `toArrayBuffer(ptr, off, len)`       | `Deno.UnsafePointerView.getArrayBuffer`     |
  * | errno                | `__errno_location()` read at once    | `__errno_location()`; stale after a `nonblocking` call |
  * | off-thread calls     | none (use `node:fs` callbacks)       | `nonblocking: true` symbols return Promises |
- * | native CRC-32        | libdeflate, address as a number      | none: see {@linkcode Native.rangeChecksum}  |
+ * | native CRC-32        | libdeflate, address as a number      | libdeflate, address as a bigint (fast call) |
  *
  * @module
  */
@@ -113,11 +113,10 @@ export interface Native {
   /** Why `openUring` returns `undefined`, or `undefined` when it works. */
   readonly uringUnavailableReason: string | undefined;
   /**
-   * A native {@linkcode RangeChecksum} over `buffer` (a fixed-length `ArrayBuffer` of at most
-   * 4 GiB): its address is resolved once, so a call allocates nothing, where `node:zlib`'s `crc32`
+   * A native {@linkcode RangeChecksum} over `buffer` (a fixed-length `ArrayBuffer` under
+   * 2 GiB): its address is resolved once, so a call allocates nothing, where `node:zlib`'s `crc32`
    * needs a view per range. `undefined` (with the reason in `rangeChecksumUnavailableReason`)
-   * where no native CRC beats that view plus `crc32`, or its library cannot be loaded: callers
-   * then use `node:zlib`.
+   * when its library (libdeflate, optional) cannot be loaded: callers then use `node:zlib`.
    */
   rangeChecksum(buffer: ArrayBuffer): RangeChecksum | undefined;
   /** Why `rangeChecksum` returns `undefined`, or `undefined` when it works. */
