@@ -16,11 +16,14 @@ import { ioError } from "./errno.ts";
 import { type FileCallSymbols, PosixNative } from "./file_calls.ts";
 import { openUring } from "./io_uring_bun.ts";
 import {
+  checkChecksumBuffer,
   detachBuffer,
   int32Fd,
   int64,
   LIBC_PATH,
   libcSymbols,
+  LIBDEFLATE_PATH,
+  libdeflateSymbols,
   MADVISE_ADVICE,
   MAP_ANONYMOUS,
   MAP_FAILED_ADDRESS,
@@ -30,10 +33,11 @@ import {
   mapFlags,
   MS_SYNC,
   pageSpan,
+  rangeOutsideBuffer,
   SC_PAGESIZE,
   type SymbolSignature,
 } from "./symbols.ts";
-import type { MapAdvice, MapOptions, Mapping, Native } from "./types.ts";
+import type { MapAdvice, MapOptions, Mapping, Native, RangeChecksum } from "./types.ts";
 
 /** Entries of the ring opened only to learn whether io_uring works. */
 
@@ -54,6 +58,7 @@ function toBunSymbols<T extends Record<string, SymbolSignature>>(table: T): BunS
 }
 
 type Libc = BunFfi.Library<BunSymbols<typeof libcSymbols>>["symbols"];
+type Libdeflate = BunFfi.Library<BunSymbols<typeof libdeflateSymbols>>["symbols"];
 
 /** The loaded library plus the calling thread's errno slot. */
 interface Runtime {
@@ -89,9 +94,57 @@ export async function openBunNative(): Promise<Native> {
   return new BunNative({ ffi, libc, errnoAddress, pageSizeBytes });
 }
 
+/**
+ * Opens libdeflate at `path` for {@linkcode Native.rangeChecksum}, or says why it cannot (then
+ * `node:zlib` is used). Exported for the test of that fallback.
+ */
+export function loadLibdeflate(
+  ffi: typeof BunFfi,
+  path: string = LIBDEFLATE_PATH,
+): { libdeflate?: Libdeflate; reason?: string } {
+  try {
+    return { libdeflate: ffi.dlopen(path, toBunSymbols(libdeflateSymbols)).symbols };
+  } catch (error) {
+    return { reason: `Cannot load ${path}: ${(error as Error).message}` };
+  }
+}
+
+/**
+ * A {@linkcode RangeChecksum} over `buffer` through `libdeflate_crc32`, its address passed as a
+ * number (Bun's pointers are numbers; as a `"pointer"` it converts 10% faster than as a
+ * `"usize"`): 29 ns for the 112 B a 100 B entry's checksum covers, where `node:zlib` needs ~60
+ * (a view costs 40: it sums the header words in JS and the entry itself, whose buffer must be
+ * checked not shared first). An enqueue of 100 B took 82–87 ns of CPU with it and 147–152
+ * without.
+ */
+export function libdeflateRangeChecksum(
+  ffi: typeof BunFfi,
+  libdeflate: Libdeflate,
+  buffer: ArrayBuffer,
+): RangeChecksum {
+  checkChecksumBuffer(buffer);
+  // SAFETY: buffer is attached, fixed-length and not empty (checked above). JSC never moves an
+  // ArrayBuffer's store, and the closure below holds the buffer, so the store lives at `base` for
+  // as long as the closure can be called, unless the buffer is detached (see the check there).
+  const base = ffi.ptr(buffer);
+  return (offsetBytes, lengthBytes, seed) => {
+    // SAFETY: both are integers in [0, 2^31) and their sum is at most the live byteLength, which
+    // is 0 once the buffer is detached: [base + offsetBytes, +lengthBytes) lies inside its store.
+    if (
+      (offsetBytes | 0) !== offsetBytes || (lengthBytes | 0) !== lengthBytes ||
+      (offsetBytes | lengthBytes) < 0 || offsetBytes + lengthBytes > buffer.byteLength
+    ) {
+      throw rangeOutsideBuffer(offsetBytes, lengthBytes, buffer.byteLength);
+    }
+    // SAFETY: the range was checked just above; libdeflate_crc32 only reads those bytes.
+    return libdeflate.libdeflate_crc32(seed, base + offsetBytes as BunFfi.Pointer, lengthBytes);
+  };
+}
+
 class BunNative extends PosixNative {
   readonly runtime = "bun";
   readonly #runtime: Runtime;
+  #libdeflate: { libdeflate?: Libdeflate; reason?: string } | undefined;
 
   constructor(runtime: Runtime) {
     // The loaded symbols take and return plain numbers and bigints for the shared calls.
@@ -101,6 +154,15 @@ class BunNative extends PosixNative {
 
   get pageSizeBytes(): number {
     return this.#runtime.pageSizeBytes;
+  }
+
+  rangeChecksum(buffer: ArrayBuffer): RangeChecksum | undefined {
+    const { libdeflate } = this.#libdeflate ??= loadLibdeflate(this.#runtime.ffi);
+    return libdeflate && libdeflateRangeChecksum(this.#runtime.ffi, libdeflate, buffer);
+  }
+
+  get rangeChecksumUnavailableReason(): string | undefined {
+    return (this.#libdeflate ??= loadLibdeflate(this.#runtime.ffi)).reason;
   }
 
   map(fd: number, lengthBytes: number, options: MapOptions): Mapping {

@@ -9,7 +9,7 @@
  */
 import { EINTR, EWOULDBLOCK, ioError } from "./errno.ts";
 import { EINTR_RETRIES_MAX, int32Fd, int64, LOCK_EX, LOCK_NB, LOCK_UN } from "./symbols.ts";
-import type { MapOptions, Mapping, Native, Uring } from "./types.ts";
+import type { MapOptions, Mapping, Native, RangeChecksum, Uring } from "./types.ts";
 
 /** Entries of the throwaway ring that answers `uringUnavailableReason`. */
 const URING_PROBE_ENTRIES = 1;
@@ -68,6 +68,8 @@ export abstract class PosixNative implements Native {
   abstract readonly runtime: "bun" | "deno";
   abstract readonly pageSizeBytes: number;
   abstract map(fd: number, lengthBytes: number, options: MapOptions): Mapping;
+  abstract rangeChecksum(buffer: ArrayBuffer): RangeChecksum | undefined;
+  abstract readonly rangeChecksumUnavailableReason: string | undefined;
   readonly #files: FileCalls;
   readonly #openUring: UringOpener;
   #uringReason: string | undefined;

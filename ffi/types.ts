@@ -12,6 +12,7 @@
  * | bytes over a pointer | `toArrayBuffer(ptr, off, len)`       | `Deno.UnsafePointerView.getArrayBuffer`     |
  * | errno                | `__errno_location()` read at once    | `__errno_location()`; stale after a `nonblocking` call |
  * | off-thread calls     | none (use `node:fs` callbacks)       | `nonblocking: true` symbols return Promises |
+ * | native CRC-32        | libdeflate, address as a number      | libdeflate, address as a bigint (fast call) |
  *
  * @module
  */
@@ -73,6 +74,13 @@ export interface Uring {
   close(): void;
 }
 
+/**
+ * CRC-32 (zlib's polynomial and seed convention: `seed` is a previous result or any start value)
+ * of `[offsetBytes, offsetBytes + lengthBytes)` of the buffer it was made for. Throws
+ * `InvalidArgumentError` when the range is not inside the buffer (a detached buffer has none).
+ */
+export type RangeChecksum = (offsetBytes: number, lengthBytes: number, seed: number) => number;
+
 /** The runtime-native services of the storage core. */
 export interface Native {
   /** Which implementation this is. */
@@ -104,4 +112,13 @@ export interface Native {
   openUring(entries: number): Uring | undefined;
   /** Why `openUring` returns `undefined`, or `undefined` when it works. */
   readonly uringUnavailableReason: string | undefined;
+  /**
+   * A native {@linkcode RangeChecksum} over `buffer` (a fixed-length `ArrayBuffer` under
+   * 2 GiB): its address is resolved once, so a call allocates nothing, where `node:zlib`'s `crc32`
+   * needs a view per range. `undefined` (with the reason in `rangeChecksumUnavailableReason`)
+   * when its library (libdeflate, optional) cannot be loaded: callers then use `node:zlib`.
+   */
+  rangeChecksum(buffer: ArrayBuffer): RangeChecksum | undefined;
+  /** Why `rangeChecksum` returns `undefined`, or `undefined` when it works. */
+  readonly rangeChecksumUnavailableReason: string | undefined;
 }

@@ -212,7 +212,7 @@ export class AppendLog {
     checkBytes("enqueue", "entry", bytes, this.#entrySizeBytesMax);
     this.#assertEnqueue("enqueue");
     this.#tail.prepareOne(bytes.length);
-    const address = this.#tail.append(RecordKind.entry, [bytes], bytes.length);
+    const address = this.#tail.append(RecordKind.entry, undefined, bytes);
     this.#appends.value++;
     return address;
   }
@@ -227,7 +227,7 @@ export class AppendLog {
   tryEnqueue(bytes: Uint8Array): number | undefined {
     checkBytes("enqueue", "entry", bytes, this.#entrySizeBytesMax);
     this.#assertEnqueue("enqueue");
-    const address = this.#tail.append(RecordKind.entry, [bytes], bytes.length, false);
+    const address = this.#tail.append(RecordKind.entry, undefined, bytes, false);
     if (address < 0) return undefined;
     this.#appends.value++;
     return address;
@@ -251,9 +251,7 @@ export class AppendLog {
     );
     this.#assertEnqueue("enqueue batch");
     this.#tail.prepare(entries.map((entry) => entry.length));
-    const addresses = entries.map((entry) =>
-      this.#tail.append(RecordKind.entry, [entry], entry.length)
-    );
+    const addresses = entries.map((entry) => this.#tail.append(RecordKind.entry, undefined, entry));
     this.#appends.value += entries.length;
     return addresses;
   }

@@ -425,8 +425,7 @@ export class ConsensusLog {
     view.setFloat64(8, round, true);
     view.setUint32(16, node, true);
     view.setUint32(20, type, true);
-    const length = ENTRY_HEADER_BYTES + value.length;
-    return this.#tail.append(RecordKind.entry, [this.#header, value], length);
+    return this.#tail.append(RecordKind.entry, this.#header, value);
   }
 
   /**

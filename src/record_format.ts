@@ -19,7 +19,8 @@
  *
  * @module
  */
-import { checksum } from "./checksum.ts";
+import type { RangeChecksum } from "../ffi/types.ts";
+import { checksum, checksumWord } from "./checksum.ts";
 import { RECORD_ALIGNMENT_BYTES, RECORD_HEADER_BYTES } from "./constants.ts";
 
 /** Record kinds. */
@@ -68,6 +69,53 @@ export function sealRecord(bytes: Uint8Array, words: Uint32Array, offset: number
   const kind = (words[w + 3] >>> 16) & 0xff;
   const span = checksummedLength(kind, words[w + 1]);
   words[w] = checksum(bytes.subarray(offset + 4, offset + 4 + span), seed);
+}
+
+/**
+ * The checksum of the header at `offset` alone (bytes 4 .. 16, seeded with `seed`): where a
+ * record's checksum starts before it continues over the payload.
+ */
+export function headerChecksum(words: Uint32Array, offset: number, seed: number): number {
+  const w = offset >>> 2;
+  return checksumWord(words[w + 3], checksumWord(words[w + 2], checksumWord(words[w + 1], seed)));
+}
+
+/**
+ * Seals the entry or commit record at `offset` of `bytes`/`words` whose payload was just copied
+ * there from `head` (if any) followed by `body`, with no view made per record. With
+ * `rangeChecksum` (over `bytes.buffer`, which `bytes` must start) it sums the record where it
+ * lies. Without, it sums the header words in JS and then each part itself, which holds the bytes
+ * of the copy unless another thread can write it (a part in shared memory: then the copy). The
+ * header must be written.
+ */
+export function sealCopiedRecord(
+  bytes: Uint8Array,
+  words: Uint32Array,
+  offset: number,
+  head: Uint8Array | undefined,
+  body: Uint8Array,
+  seed: number,
+  rangeChecksum: RangeChecksum | undefined,
+): void {
+  const w = offset >>> 2;
+  if (rangeChecksum !== undefined) {
+    words[w] = rangeChecksum(offset + 4, RECORD_HEADER_BYTES - 4 + words[w + 1], seed);
+    return;
+  }
+  let sum = headerChecksum(words, offset, seed);
+  let at = offset + RECORD_HEADER_BYTES;
+  if (head !== undefined) {
+    sum = checksumCopied(bytes, at, head, sum);
+    at += head.length;
+  }
+  words[w] = checksumCopied(bytes, at, body, sum);
+}
+
+/** Checksum of `part`, copied to `bytes` at `at`: of the part, or of the copy if it is shared. */
+function checksumCopied(bytes: Uint8Array, at: number, part: Uint8Array, seed: number): number {
+  if (part.buffer instanceof ArrayBuffer) return checksum(part, seed);
+  // A SharedArrayBuffer may change between the copy and here: the copy is what gets written.
+  return checksum(bytes.subarray(at, at + part.length), seed);
 }
 
 /** Address stored in the header at `offset`. */

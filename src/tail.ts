@@ -7,6 +7,8 @@
  * @module
  */
 import { type Checkpoint, writeCheckpoint } from "./checkpoint.ts";
+import { native } from "../ffi/mod.ts";
+import type { RangeChecksum } from "../ffi/types.ts";
 import { RECORD_HEADER_BYTES } from "./constants.ts";
 import type { Device, DeviceFile, DirectoryLock } from "./device.ts";
 import { ClosedError, CorruptionError, PoisonedError } from "./errors.ts";
@@ -17,6 +19,7 @@ import {
   headerLength,
   RecordKind,
   recordSizeBytes,
+  sealCopiedRecord,
   sealRecord,
   writeHeader,
 } from "./record_format.ts";
@@ -135,7 +138,16 @@ export class DurableTail {
   #staged: Uint8Array;
   #stagedWords: Uint32Array;
   #stagedView: DataView;
+  /** A native checksum of ranges of the staging buffer, where the runtime has a fast one. */
+  #stagedChecksum: RangeChecksum | undefined = undefined;
   #stagingBase: number;
+  /**
+   * Records ending at or below this address fit both the staging buffer and the tail's segment,
+   * so appending one needs no I/O and no placement decision. Set by each placement; it can only
+   * lag the true bound (staging and segment ends only move forward), and a stale value merely
+   * sends an append down the placing path, which sets it again.
+   */
+  #roomEnd = 0;
 
   #beginAddress: number;
   #durableBeginAddress: number;
@@ -301,10 +313,11 @@ export class DurableTail {
    * cleanly, e.g. `ENOSPC`).
    */
   prepareOne(payloadBytes: number): void {
-    const S = this.segmentSizeBytes;
     const address = this.#tailAddress;
+    // The common case: the record fits the room the last placement left, nothing to create.
+    if (address + recordSizeBytes(payloadBytes) <= this.#roomEnd) return;
+    const S = this.segmentSizeBytes;
     const index = tailSegmentIndex(address, S);
-    // The common case: the record fits the current segment, nothing to create.
     if (address - index * S + recordSizeBytes(payloadBytes) <= S) return;
     this.prepare([payloadBytes]);
   }
@@ -329,24 +342,41 @@ export class DurableTail {
   }
 
   /**
-   * Appends one record of `kind` whose payload is the concatenation of `parts`, returning its
-   * address. With `mayBlock` false, returns -1 instead of doing I/O. The caller validated sizes
-   * and called {@linkcode DurableTail.prepare} when a roll-over may need a new segment.
+   * Appends one record of `kind` whose payload is `head` (if any) followed by `body`, returning
+   * its address. With `mayBlock` false, returns -1 instead of doing I/O. The caller validated
+   * sizes and called {@linkcode DurableTail.prepare} when a roll-over may need a new segment.
    */
-  append(kind: RecordKind, parts: readonly Uint8Array[], payloadBytes: number, mayBlock = true) {
-    const address = this.#reserve(payloadBytes, mayBlock);
-    if (address < 0) return -1;
-    const offset = address - this.#stagingBase;
-    if (offset >= 0 && address + recordSizeBytes(payloadBytes) <= this.#stagingEnd()) {
-      writeHeader(this.#stagedWords, offset, payloadBytes, address, kind);
-      let at = offset + RECORD_HEADER_BYTES;
-      for (const part of parts) {
-        this.#staged.set(part, at);
-        at += part.length;
+  append(
+    kind: RecordKind,
+    head: Uint8Array | undefined,
+    body: Uint8Array,
+    mayBlock = true,
+  ): number {
+    const payloadBytes = (head === undefined ? 0 : head.length) + body.length;
+    const size = recordSizeBytes(payloadBytes);
+    let address = this.#tailAddress;
+    if (address + size <= this.#roomEnd) {
+      // The common case: staged at once, no placement decision to make.
+      this.#tailAddress = address + size;
+    } else {
+      address = this.#reserve(payloadBytes, mayBlock);
+      if (address < 0) return -1;
+      if (address < this.#stagingBase || address + size > this.#stagingEnd()) {
+        this.#writeDirect(address, kind, head, body, payloadBytes);
+        return address;
       }
-      return address;
     }
-    this.#writeDirect(address, kind, parts, payloadBytes);
+    const offset = address - this.#stagingBase;
+    const staged = this.#staged;
+    const words = this.#stagedWords;
+    writeHeader(words, offset, payloadBytes, address, kind);
+    let at = offset + RECORD_HEADER_BYTES;
+    if (head !== undefined) {
+      staged.set(head, at);
+      at += head.length;
+    }
+    staged.set(body, at);
+    sealCopiedRecord(staged, words, offset, head, body, this.logId, this.#stagedChecksum);
     return address;
   }
 
@@ -371,10 +401,12 @@ export class DurableTail {
       this.flush();
       if (size > this.#staged.length) {
         this.#tailAddress = this.#stagingBase = address + size;
+        this.#roomEnd = 0; // the next append places its record again
         return address;
       }
     }
     this.#tailAddress = address + size;
+    this.#roomEnd = Math.min(this.#stagingEnd(), (tailSegmentIndex(address + size, S) + 1) * S);
     return address;
   }
 
@@ -384,6 +416,7 @@ export class DurableTail {
     this.#staged = new Uint8Array(buffer);
     this.#stagedWords = new Uint32Array(buffer);
     this.#stagedView = new DataView(buffer);
+    this.#stagedChecksum = native.rangeChecksum(buffer);
   }
 
   /** Moves the tail to the next segment, padding the rest of the current one. */
@@ -403,15 +436,18 @@ export class DurableTail {
     this.#tailAddress = this.#stagingBase = this.#segments.firstAddressOf(index + 1);
   }
 
-  #writeDirect(address: number, kind: RecordKind, parts: readonly Uint8Array[], length: number) {
+  #writeDirect(
+    address: number,
+    kind: RecordKind,
+    head: Uint8Array | undefined,
+    body: Uint8Array,
+    length: number,
+  ): void {
     const record = new Uint8Array(recordSizeBytes(length));
     const words = new Uint32Array(record.buffer);
     writeHeader(words, 0, length, address, kind);
-    let at = RECORD_HEADER_BYTES;
-    for (const part of parts) {
-      record.set(part, at);
-      at += part.length;
-    }
+    if (head !== undefined) record.set(head, RECORD_HEADER_BYTES);
+    record.set(body, RECORD_HEADER_BYTES + length - body.length);
     sealRecord(record, words, 0, this.logId);
     this.#writeToSegment(address, record);
   }
@@ -453,17 +489,14 @@ export class DurableTail {
     this.#cleanOnDisk = false;
   }
 
-  /** Seals and writes every staged record to its segment (page cache; no sync). */
+  /**
+   * Writes every staged record to its segment (page cache; no sync). Each was sealed as it was
+   * staged, while its bytes were still in the cache.
+   */
   flush(): void {
     const used = this.#tailAddress - this.#stagingBase;
     if (used === 0) return;
-    const staged = this.#staged;
-    const words = this.#stagedWords;
-    for (let offset = 0; offset < used;) {
-      sealRecord(staged, words, offset, this.logId);
-      offset += recordSizeBytes(headerLength(words, offset));
-    }
-    this.#writeToSegment(this.#stagingBase, staged.subarray(0, used));
+    this.#writeToSegment(this.#stagingBase, this.#staged.subarray(0, used));
     this.#stagingBase = this.#tailAddress;
     this.#stats.flushes++;
   }
@@ -661,11 +694,12 @@ export class DurableTail {
     const marker = { commitNumber, synced: this.durability !== "none", cookie };
     if (offset < 0 || address + recordSizeBytes(payloadBytes) > this.#stagingEnd()) {
       const payload = encodeCommitMarker(marker);
-      this.#writeDirect(address, RecordKind.commit, [payload], payloadBytes);
+      this.#writeDirect(address, RecordKind.commit, undefined, payload, payloadBytes);
       return;
     }
     writeHeader(this.#stagedWords, offset, payloadBytes, address, RecordKind.commit);
     writeCommitMarker(this.#stagedView, this.#staged, offset + RECORD_HEADER_BYTES, marker);
+    sealRecord(this.#staged, this.#stagedWords, offset, this.logId);
   }
 
   /** Starts the syncs of every dirty segment (and of the directory after a new one). */

@@ -211,6 +211,68 @@ describe("AppendLog", () => {
     assert.deepEqual(log.read(address), entryBytes(accepted, 100));
   });
 
+  test("a record that exactly fills the staging buffer is staged, the next size up is not", async () => {
+    // A commit writes the buffer out, so the next records start a fresh 8 KiB window; a filler
+    // leaves exactly `gap` bytes of it. Segments are large enough not to end in between.
+    using dir = tempDir();
+    const stagingBytes = 8 * 1024;
+    const entries: Array<[number, Uint8Array]> = [];
+    {
+      await using log = await AppendLog.open({
+        dir: dir.path,
+        segmentSizeBytes: 1024 * 1024,
+        bufferSizeBytes: stagingBytes,
+      });
+      for (const gap of [16, 24, 128, 1000, 4096]) {
+        for (const extra of [-8, 0, 8]) {
+          if (gap + extra < 16) continue;
+          await log.commit();
+          const filler = entryBytes(gap, stagingBytes - gap - 16);
+          entries.push([log.enqueue(filler), filler]);
+          const flushes = log.stats().flushes;
+          const value = entryBytes(gap + extra, gap + extra - 16);
+          entries.push([log.enqueue(value), value]);
+          const wroteOut = log.stats().flushes - flushes;
+          assert.equal(wroteOut, extra > 0 ? 1 : 0, `a ${gap + extra} B record in ${gap} B`);
+        }
+      }
+    }
+    await using log = await AppendLog.open({ dir: dir.path, segmentSizeBytes: 1024 * 1024 });
+    for (const [address, value] of entries) assert.deepEqual(log.read(address), value);
+  });
+
+  test("a record that exactly fills a segment stays in it, the next size up starts the next", async () => {
+    using dir = tempDir();
+    const S = SMALL.segmentSizeBytes;
+    const entries: Array<[number, Uint8Array]> = [];
+    {
+      await using log = await AppendLog.open({ dir: dir.path, segmentSizeBytes: S });
+      const segmentRoom = () => (Math.floor((log.tailAddress - 1) / S) + 1) * S - log.tailAddress;
+      for (const gap of [16, 24, 128, 1000]) {
+        for (const extra of [-8, 0, 8]) {
+          if (gap + extra < 16) continue;
+          // Fill the segment in 4 KiB records to within 8 KiB of `gap`, then exactly to it.
+          while (segmentRoom() > gap + 8192) {
+            const filler = entryBytes(entries.length, 4096 - 16);
+            entries.push([log.enqueue(filler), filler]);
+          }
+          await log.commit();
+          const filler = entryBytes(entries.length, segmentRoom() - gap - 16);
+          entries.push([log.enqueue(filler), filler]);
+          assert.equal(segmentRoom(), gap);
+          const tail = log.tailAddress;
+          const value = entryBytes(gap + extra, gap + extra - 16);
+          const address = log.enqueue(value);
+          entries.push([address, value]);
+          const nextSegment = tail + gap + 64; // the next segment's first record, past its header
+          assert.equal(address, extra > 0 ? nextSegment : tail, `a ${gap + extra} B record`);
+        }
+      }
+    }
+    await using log = await AppendLog.open({ dir: dir.path, segmentSizeBytes: S });
+    for (const [address, value] of entries) assert.deepEqual(log.read(address), value);
+  });
+
   test("waitForCommit resolves only after another caller commits", async () => {
     using dir = tempDir();
     await using log = await AppendLog.open({ dir: dir.path });

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { crc32 } from "node:zlib";
 import { native, runtimeName } from "../ffi/mod.ts";
 import { errnoName } from "../ffi/errno.ts";
 import type { MapAdvice, Native } from "../ffi/types.ts";
@@ -22,6 +23,8 @@ const FILE_SIZE_BYTES = 64 * 1024;
 const ALLOCATE_SIZE_BYTES = 1024 * 1024;
 /** `st_blocks` counts 512-byte units on Linux whatever the file system's block size. */
 const STAT_BLOCK_BYTES = 512;
+/** Size of the buffer the range checksums are tested over: a page and then some. */
+const RANGE_BUFFER_BYTES = 4096 + 512;
 const ADVICES: readonly MapAdvice[] = ["normal", "sequential", "random", "willneed", "dontneed"];
 
 /** The byte the test files hold at `offset`: varies within and across pages. */
@@ -362,6 +365,69 @@ for (const impl of implementations) {
         assertIoError(() => impl.tryLock(fd), "flock", "EBADF");
         assertIoError(() => impl.unlock(fd), "flock", "EBADF");
       });
+    });
+
+    test("rangeChecksum() is undefined only with a reason", () => {
+      const sum = impl.rangeChecksum(new ArrayBuffer(8));
+      const reason = impl.rangeChecksumUnavailableReason;
+      if (sum === undefined) assert.ok(typeof reason === "string" && reason.length > 0);
+      else assert.equal(reason, undefined);
+    });
+
+    const rangeSkip = impl.rangeChecksum(new ArrayBuffer(8)) === undefined &&
+      `no native range checksum: ${impl.rangeChecksumUnavailableReason}`;
+
+    test("rangeChecksum() equals node:zlib crc32 of the range", { skip: rangeSkip }, () => {
+      const buffer = new ArrayBuffer(RANGE_BUFFER_BYTES);
+      const bytes = new Uint8Array(buffer);
+      for (let i = 0; i < bytes.length; i++) bytes[i] = patternByte(i * 13);
+      const sum = impl.rangeChecksum(buffer)!;
+      for (const offset of [0, 1, 2, 3, 4, 5, 7, 8, 13, 4093, RANGE_BUFFER_BYTES - 300]) {
+        for (const length of [0, 1, 2, 3, 7, 8, 11, 12, 15, 16, 31, 63, 100, 112, 255, 300]) {
+          for (const seed of [0, 1, 0x7fff_ffff, 0x8000_0000, 0xdead_beef, 0xffff_ffff]) {
+            const expected = crc32(bytes.subarray(offset, offset + length), seed) >>> 0;
+            assert.equal(sum(offset, length, seed), expected, `[${offset}, +${length}) ${seed}`);
+          }
+        }
+      }
+      assert.equal(sum(RANGE_BUFFER_BYTES, 0, 5), 5, "an empty range at the end is the seed");
+      assert.equal(
+        sum(0, RANGE_BUFFER_BYTES, 0),
+        crc32(bytes) >>> 0,
+        "the whole buffer",
+      );
+    });
+
+    test("rangeChecksum() sees later writes and refuses ranges outside its buffer", {
+      skip: rangeSkip,
+    }, () => {
+      const buffer = new ArrayBuffer(64);
+      const bytes = new Uint8Array(buffer);
+      const sum = impl.rangeChecksum(buffer)!;
+      const before = sum(8, 16, 0);
+      bytes[20] = 1;
+      assert.notEqual(sum(8, 16, 0), before);
+      assert.equal(sum(8, 16, 0), crc32(bytes.subarray(8, 24)) >>> 0);
+      for (const [offset, length] of [[60, 5], [64, 1], [-1, 2], [0, 65], [1.5, 2], [0, -1]]) {
+        assert.throws(
+          () => sum(offset, length, 0),
+          InvalidArgumentError,
+          `[${offset}, +${length})`,
+        );
+      }
+      buffer.transfer(0);
+      assert.throws(() => sum(0, 1, 0), InvalidArgumentError, "a detached buffer has no bytes");
+    });
+
+    test("rangeChecksum() refuses buffers whose address could change or vanish", {
+      skip: rangeSkip,
+    }, () => {
+      const detached = new ArrayBuffer(8);
+      detached.transfer(0);
+      const resizable = new ArrayBuffer(8, { maxByteLength: 64 });
+      for (const buffer of [detached, resizable, new ArrayBuffer(0)]) {
+        assert.throws(() => impl.rangeChecksum(buffer), InvalidArgumentError);
+      }
     });
 
     test("openUring() returns a ring, or undefined with a reason", () => {

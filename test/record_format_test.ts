@@ -7,9 +7,11 @@ import {
   headerLength,
   RecordKind,
   recordSizeBytes,
+  sealCopiedRecord,
   sealRecord,
   writeHeader,
 } from "../src/record_format.ts";
+import { native as runtimeNative } from "../ffi/mod.ts";
 import { decodeCommitMarker, encodeCommitMarker } from "../src/recovery.ts";
 import { seededRandom } from "./_helpers.ts";
 
@@ -59,6 +61,60 @@ describe("record format", () => {
         bytes[byte] ^= 1 << bit;
       }
     }
+  });
+
+  test("a record sealed as it is staged has the checksum sealRecord gives it, on every path", () => {
+    // A staging buffer with records at every 8-byte offset class, payloads of 0 to 300 bytes in
+    // one or two parts, and seeds on both sides of 2^31 (checksum() splits those).
+    const buffer = new ArrayBuffer(64 * 1024);
+    const staged = new Uint8Array(buffer);
+    const words = new Uint32Array(buffer);
+    const native = runtimeNative.rangeChecksum(buffer);
+    const random = seededRandom(11);
+    let offset = 0;
+    for (let i = 0; i < 400; i++) {
+      const length = i < 40 ? i : Math.floor(random() * 301);
+      const payload = Uint8Array.from({ length }, () => random() * 256);
+      const split = Math.min(length, i % 3 === 0 ? 24 : 0);
+      const head = split > 0 ? payload.slice(0, split) : undefined;
+      const body = payload.slice(split);
+      const seed = i % 2 ? 0x8000_0000 + i * 7919 : i * 7919;
+      const address = 2 ** 33 + offset;
+      const expected = record(address, payload, seed).words[0];
+      for (const rangeChecksum of [undefined, native]) {
+        words.fill(0xffff_ffff, offset >>> 2, (offset >>> 2) + 4);
+        writeHeader(words, offset, length, address, RecordKind.entry);
+        if (head) staged.set(head, offset + 16);
+        staged.set(body, offset + 16 + split);
+        sealCopiedRecord(staged, words, offset, head, body, seed, rangeChecksum);
+        assert.equal(
+          words[offset >>> 2],
+          expected,
+          `record ${i} ${rangeChecksum ? "native" : "JS"}`,
+        );
+        const limit = offset + recordSizeBytes(length);
+        assert.equal(checkRecord(staged, words, offset, limit, address, seed, 300), undefined);
+      }
+      offset += recordSizeBytes(length);
+    }
+  });
+
+  test("a record staged from shared memory is summed as copied, not as the part is now", () => {
+    // Another thread may write a SharedArrayBuffer between the copy and the sum: the copy is what
+    // reaches the disk, so it must be what the checksum covers. A plain buffer cannot change in
+    // between (one thread), so its part is summed directly. Simulated: the copy differs.
+    const copied = new Uint8Array([1, 2, 3, 4, 5, 6]);
+    const shared = new Uint8Array(new SharedArrayBuffer(6));
+    shared.set([9, 9, 9, 9, 9, 9]);
+    const staged = new Uint8Array(64);
+    const words = new Uint32Array(staged.buffer);
+    writeHeader(words, 0, 6, 64, RecordKind.entry);
+    staged.set(copied, 16);
+    sealCopiedRecord(staged, words, 0, undefined, shared, 77, undefined);
+    assert.equal(words[0], record(64, copied).words[0]);
+    assert.equal(checkRecord(staged, words, 0, 64, 64, 77, 100), undefined);
+    sealCopiedRecord(staged, words, 0, undefined, shared.slice(), 77, undefined);
+    assert.equal(words[0], record(64, shared).words[0], "a plain part is summed itself");
   });
 
   test("an all-zero header is the clean end, and hostile lengths are refused before reading", () => {
