@@ -38,6 +38,7 @@ import { checkBytes, checkIndex, checkSizeOption, runNow } from "./validate.ts";
 import {
   AcceptResult,
   checkBallot,
+  checkBallotFields,
   CommitRequests,
   type ConsensusEntry,
   type ConsensusLogHandle,
@@ -369,7 +370,14 @@ export class ConsensusLog {
       const heldBallot = { round: region.roundAt(held), node: region.nodeAt(held) };
       if (compareBallots(entry.ballot, heldBallot) < 0) return;
     }
-    const result = this.#slots.accept("restore", slot, entry.ballot, entry.value, false);
+    const result = this.#slots.accept(
+      "restore",
+      slot,
+      entry.ballot.round,
+      entry.ballot.node,
+      entry.value,
+      false,
+    );
     if (result === AcceptResult.full) {
       throw new RegionFullError(
         `Cannot restore accepted slot ${slot}: mutableSizeBytes ${region.capacityBytes} is too small for the journaled accepts`,
@@ -391,17 +399,20 @@ export class ConsensusLog {
     value: Uint8Array,
   ): boolean | Promise<void> {
     this.#checkSlot(what, slot);
-    const b = checkBallot(what, ballot);
+    // The fields are read once and kept as numbers: no ballot object per accept.
+    const round = (ballot as Partial<Ballot> | null)?.round as number;
+    const node = (ballot as Partial<Ballot> | null)?.node as number;
+    checkBallotFields(what, ballot, round, node);
     checkBytes(what, "value", value, this.#entrySizeBytesMax);
     this.#tail.assertWritable(what);
     if (this.#durableAccepts) {
       // Create any segment the journal record needs first: the only step that can fail cleanly.
       this.#tail.prepareOne(ENTRY_HEADER_BYTES + value.length);
     }
-    if (this.#slots.accept(what, slot, b, value) === AcceptResult.full) return false;
+    if (this.#slots.accept(what, slot, round, node, value) === AcceptResult.full) return false;
     this.#accepts.value++;
     if (!this.#durableAccepts) return true;
-    this.#journaled.set(slot, this.#appendRecord(TYPE_ACCEPTED, slot, b.round, b.node, value));
+    this.#journaled.set(slot, this.#appendRecord(TYPE_ACCEPTED, slot, round, node, value));
     return this.#tail.commitVoid();
   }
 
