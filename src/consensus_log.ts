@@ -21,6 +21,8 @@ import { readIndexCheckpoint, writeIndexCheckpoint } from "./index_checkpoint.ts
 import { REGION_ENTRY_HEADER_BYTES } from "./mutable_region.ts";
 import { RecordKind } from "./record_format.ts";
 import { payloadOffset } from "./segments.ts";
+import type { MutableRegion } from "./mutable_region.ts";
+import type { SlotIndex } from "./slot_index.ts";
 import {
   acceptedWord,
   INDEX_SIZE_BYTES_DEFAULT,
@@ -53,6 +55,7 @@ import {
   SharedSlots,
   TYPE_ACCEPTED,
   TYPE_COMMITTED,
+  writeEntryHeader,
 } from "./consensus_shared.ts";
 import { AttachedConsensusLog } from "./consensus_attached.ts";
 
@@ -65,6 +68,21 @@ export const MUTABLE_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024;
 export const CONSENSUS_ENTRY_SIZE_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;
 /** Index checkpoints are rewritten after this many committed bytes (and at close). */
 const INDEX_CHECKPOINT_INTERVAL_BYTES = 64 * 1024 * 1024;
+/** Numbers per entry of `#frozen`: slot, index position, region offset, record address. */
+const FROZEN_FIELDS = 4;
+/**
+ * Frozen entries `#frozen` keeps room for when empty: two cycles of 256 committers fit without
+ * growing, and room grown past 64 times that (a large `commitMany`) is given back once drained.
+ */
+const FROZEN_KEPT_ENTRIES_MIN = 512;
+const FROZEN_KEPT_ENTRIES_MAX = 64 * FROZEN_KEPT_ENTRIES_MIN;
+/** Numbers per slot of `#commitSlots`' scratch: slot, index position, region offset. */
+const BATCH_FIELDS = 3;
+/**
+ * Largest `commitMany` whose scratch arrays are kept for the next one (the pressure bench commits
+ * 10,000 at a time); a larger one gets arrays of its own.
+ */
+const BATCH_KEPT_SLOTS_MAX = 16 * 1024;
 
 /** Options of {@linkcode ConsensusLog.open}. */
 export interface ConsensusLogOptions {
@@ -167,8 +185,10 @@ export class ConsensusLog {
   #durableAccepts: boolean;
   #entrySizeBytesMax: number;
   #promisedPending: Ballot | undefined;
+  /** The entry header of a record too large for the staging buffer (see `#appendRecord`). */
   #header = new Uint8Array(ENTRY_HEADER_BYTES);
-  #headerView = new DataView(this.#header.buffer);
+  #headerWords = new Uint32Array(this.#header.buffer);
+  #headerDoubles = new Float64Array(this.#header.buffer);
   /** Latest journal record of each accepted slot (durable accepts): kept by truncation. */
   #journaled = new Map<number, number>();
   #indexCheckpointAddress: number;
@@ -179,10 +199,15 @@ export class ConsensusLog {
   #closing = false;
   /**
    * Entries frozen for commit whose records are not durable yet, in append order: slot, index
-   * position, region offset, record address (four numbers each, from `#frozenHead` on).
+   * position, region offset, record address (`FROZEN_FIELDS` numbers each, from `#frozenHead` to
+   * `#frozenTail`). A typed array kept across cycles: a commit adds no garbage here.
    */
-  #frozen: number[] = [];
+  #frozen: Float64Array = new Float64Array(FROZEN_FIELDS * FROZEN_KEPT_ENTRIES_MIN);
   #frozenHead = 0;
+  #frozenTail = 0;
+  /** `#commitSlots`' scratch, kept for batches up to `BATCH_KEPT_SLOTS_MAX` slots. */
+  #batch: Float64Array = new Float64Array(0);
+  #batchSizes: Float64Array = new Float64Array(0);
   /** Workers' requests being carried out (close waits for them). */
   #inFlight = new Set<Promise<void>>();
   #accepts: NumberSeries;
@@ -416,6 +441,10 @@ export class ConsensusLog {
     return this.#tail.commitVoid();
   }
 
+  /**
+   * Appends an entry record of `value`, assembled in place in the staging buffer (no parts array,
+   * no header copy); a record larger than the staging buffer goes straight to its segment.
+   */
   #appendRecord(
     type: number,
     slot: number,
@@ -423,13 +452,36 @@ export class ConsensusLog {
     node: number,
     value: Uint8Array,
   ): number {
-    const view = this.#headerView;
-    view.setFloat64(0, slot, true);
-    view.setFloat64(8, round, true);
-    view.setUint32(16, node, true);
-    view.setUint32(20, type, true);
+    const tail = this.#tail;
     const length = ENTRY_HEADER_BYTES + value.length;
-    return this.#tail.append(RecordKind.entry, [this.#header, value], length);
+    const address = tail.stage(RecordKind.entry, length);
+    if (address >= 0) {
+      const at = tail.stagedPayloadOffset(address);
+      const { bytes, words, doubles } = tail.staging;
+      writeEntryHeader(doubles, words, at, slot, round, node, type);
+      bytes.set(value, at + ENTRY_HEADER_BYTES);
+      return address;
+    }
+    writeEntryHeader(this.#headerDoubles, this.#headerWords, 0, slot, round, node, type);
+    return tail.append(RecordKind.entry, [this.#header, value], length);
+  }
+
+  /**
+   * Appends an entry record of the region entry at `offset` (frozen, or read inside an epoch
+   * section), copying its value straight from the region into the staging buffer: no view of it.
+   */
+  #appendRegionEntry(type: number, slot: number, offset: number): number {
+    const region = this.#slots.region;
+    const tail = this.#tail;
+    const round = region.roundAt(offset);
+    const node = region.nodeAt(offset);
+    const address = tail.stage(RecordKind.entry, ENTRY_HEADER_BYTES + region.valueLengthAt(offset));
+    if (address < 0) return this.#appendRecord(type, slot, round, node, region.valueAt(offset));
+    const at = tail.stagedPayloadOffset(address);
+    const { bytes, words, doubles } = tail.staging;
+    writeEntryHeader(doubles, words, at, slot, round, node, type);
+    region.copyValueTo(offset, bytes, words, at + ENTRY_HEADER_BYTES);
+    return address;
   }
 
   /**
@@ -525,39 +577,59 @@ export class ConsensusLog {
   #commitSlots(slots: readonly number[], lenient: boolean): Promise<void> {
     if (slots.length === 1) return this.#commitOne(slots[0], lenient);
     const { index, region, epochs } = this.#slots;
-    const frozen: number[] = []; // position, offset pairs
     epochs.enter();
     try {
-      if (!lenient) {
-        for (const slot of slots) {
-          if (index.wordOf(slot) === SLOT_EMPTY) throw new SlotNotFoundError(slot, "commit");
-        }
-      }
-      const words = index.words;
-      const lengths: number[] = [];
-      const bySlot: number[] = [];
-      for (const slot of slots) {
-        const position = index.position(slot, false);
-        if (position < 0) continue;
-        const offset = this.#freeze(words, position);
-        if (offset < 0) continue;
-        frozen.push(position, offset);
-        bySlot.push(slot);
-        lengths.push(ENTRY_HEADER_BYTES + region.valueAt(offset).length);
-      }
-      try {
-        this.#tail.prepare(lengths);
-      } catch (error) {
-        for (let i = 0; i < frozen.length; i += 2) {
-          Atomics.store(words, frozen[i], acceptedWord(frozen[i + 1]));
-        }
-        throw error;
-      }
-      for (let i = 0; i < frozen.length; i += 2) {
-        this.#appendCommitted(bySlot[i >> 1], frozen[i], frozen[i + 1]);
-      }
+      return this.#commitSlotsEntered(slots, lenient, index, region);
     } finally {
       epochs.exit();
+    }
+  }
+
+  #commitSlotsEntered(
+    slots: readonly number[],
+    lenient: boolean,
+    index: SlotIndex,
+    region: MutableRegion,
+  ): Promise<void> {
+    if (!lenient) {
+      for (let i = 0; i < slots.length; i++) {
+        if (index.wordOf(slots[i]) === SLOT_EMPTY) throw new SlotNotFoundError(slots[i], "commit");
+      }
+    }
+    const words = index.words;
+    let batch = this.#batch;
+    let sizes = this.#batchSizes;
+    if (sizes.length < slots.length) {
+      batch = new Float64Array(BATCH_FIELDS * slots.length);
+      sizes = new Float64Array(slots.length);
+      if (slots.length <= BATCH_KEPT_SLOTS_MAX) {
+        this.#batch = batch;
+        this.#batchSizes = sizes;
+      }
+    }
+    let count = 0;
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i];
+      const position = index.position(slot, false);
+      if (position < 0) continue;
+      const offset = this.#freeze(words, position);
+      if (offset < 0) continue;
+      const b = count * BATCH_FIELDS;
+      batch[b] = slot;
+      batch[b + 1] = position;
+      batch[b + 2] = offset;
+      sizes[count++] = ENTRY_HEADER_BYTES + region.valueLengthAt(offset);
+    }
+    try {
+      this.#tail.prepare(sizes, count);
+    } catch (error) {
+      for (let b = 0; b < count * BATCH_FIELDS; b += BATCH_FIELDS) {
+        Atomics.store(words, batch[b + 1], acceptedWord(batch[b + 2]));
+      }
+      throw error;
+    }
+    for (let b = 0; b < count * BATCH_FIELDS; b += BATCH_FIELDS) {
+      this.#appendCommitted(batch[b], batch[b + 1], batch[b + 2]);
     }
     return this.#tail.commitVoid();
   }
@@ -567,25 +639,34 @@ export class ConsensusLog {
     const { index, region, epochs } = this.#slots;
     epochs.enter();
     try {
-      if (!lenient && index.wordOf(slot) === SLOT_EMPTY) {
-        throw new SlotNotFoundError(slot, "commit");
-      }
-      const position = index.position(slot, false);
-      if (position >= 0) {
-        const words = index.words;
-        const offset = this.#freeze(words, position);
-        if (offset >= 0) {
-          try {
-            this.#tail.prepareOne(ENTRY_HEADER_BYTES + region.valueAt(offset).length);
-          } catch (error) {
-            Atomics.store(words, position, acceptedWord(offset));
-            throw error;
-          }
-          this.#appendCommitted(slot, position, offset);
-        }
-      }
+      return this.#commitOneEntered(slot, lenient, index, region);
     } finally {
       epochs.exit();
+    }
+  }
+
+  #commitOneEntered(
+    slot: number,
+    lenient: boolean,
+    index: SlotIndex,
+    region: MutableRegion,
+  ): Promise<void> {
+    const words = index.words;
+    const position = index.position(slot, false);
+    if (!lenient && (position < 0 || Atomics.load(words, position) === SLOT_EMPTY)) {
+      throw new SlotNotFoundError(slot, "commit");
+    }
+    if (position >= 0) {
+      const offset = this.#freeze(words, position);
+      if (offset >= 0) {
+        try {
+          this.#tail.prepareOne(ENTRY_HEADER_BYTES + region.valueLengthAt(offset));
+        } catch (error) {
+          Atomics.store(words, position, acceptedWord(offset));
+          throw error;
+        }
+        this.#appendCommitted(slot, position, offset);
+      }
     }
     return this.#tail.commitVoid();
   }
@@ -607,15 +688,30 @@ export class ConsensusLog {
 
   /** Appends the commit record of a frozen entry and queues it for marking once durable. */
   #appendCommitted(slot: number, position: number, offset: number): void {
-    const region = this.#slots.region;
-    const address = this.#appendRecord(
-      TYPE_COMMITTED,
-      slot,
-      region.roundAt(offset),
-      region.nodeAt(offset),
-      region.valueAt(offset),
-    );
-    this.#frozen.push(slot, position, offset, address);
+    const address = this.#appendRegionEntry(TYPE_COMMITTED, slot, offset);
+    if (this.#frozenTail + FROZEN_FIELDS > this.#frozen.length) this.#growFrozen();
+    const frozen = this.#frozen;
+    const at = this.#frozenTail;
+    frozen[at] = slot;
+    frozen[at + 1] = position;
+    frozen[at + 2] = offset;
+    frozen[at + 3] = address;
+    this.#frozenTail = at + FROZEN_FIELDS;
+  }
+
+  /** Makes room at the end of `#frozen`: moves its live part to the front, or doubles it. */
+  #growFrozen(): void {
+    const frozen = this.#frozen;
+    const head = this.#frozenHead;
+    const live = this.#frozenTail - head;
+    let grown = frozen;
+    if (live * 2 + FROZEN_FIELDS > frozen.length) {
+      grown = new Float64Array(frozen.length * 2);
+      grown.set(frozen.subarray(head, head + live));
+    } else frozen.copyWithin(0, head, head + live);
+    this.#frozen = grown;
+    this.#frozenHead = 0;
+    this.#frozenTail = live;
   }
 
   /**
@@ -625,17 +721,22 @@ export class ConsensusLog {
   #onDurable = (until: number): void => {
     const frozen = this.#frozen;
     const { index, region } = this.#slots;
+    const words = index.words;
+    const journaled = this.#journaled;
+    const end = this.#frozenTail;
     let i = this.#frozenHead;
-    for (; i < frozen.length && frozen[i + 3] < until; i += 4) {
+    for (; i < end && frozen[i + 3] < until; i += FROZEN_FIELDS) {
       const position = frozen[i + 1];
       index.setAddressAt(position, frozen[i + 3]);
-      Atomics.store(index.words, position, SLOT_COMMITTED);
+      Atomics.store(words, position, SLOT_COMMITTED);
       region.free(frozen[i + 2]);
-      if (this.#journaled.size > 0) this.#journaled.delete(frozen[i]);
+      if (journaled.size > 0) journaled.delete(frozen[i]);
     }
-    if (i === frozen.length) {
-      frozen.length = 0;
-      this.#frozenHead = 0;
+    if (i === end) {
+      this.#frozenHead = this.#frozenTail = 0;
+      if (frozen.length > FROZEN_FIELDS * FROZEN_KEPT_ENTRIES_MAX) {
+        this.#frozen = new Float64Array(FROZEN_FIELDS * FROZEN_KEPT_ENTRIES_MIN);
+      }
     } else this.#frozenHead = i;
     if (
       !this.#indexCheckpointRunning &&
@@ -795,18 +896,8 @@ export class ConsensusLog {
       const word = index.wordOf(slot);
       if (word < 2) return; // committed, frozen for commit, or truncated: nothing to journal
       const offset = wordOffset(word);
-      const value = region.valueAt(offset);
-      this.#tail.prepareOne(ENTRY_HEADER_BYTES + value.length);
-      this.#journaled.set(
-        slot,
-        this.#appendRecord(
-          TYPE_ACCEPTED,
-          slot,
-          region.roundAt(offset),
-          region.nodeAt(offset),
-          value,
-        ),
-      );
+      this.#tail.prepareOne(ENTRY_HEADER_BYTES + region.valueLengthAt(offset));
+      this.#journaled.set(slot, this.#appendRegionEntry(TYPE_ACCEPTED, slot, offset));
     } finally {
       epochs.exit();
     }

@@ -419,6 +419,26 @@ export const TYPE_COMMITTED = 1;
 /** Record type of a journaled accept. */
 export const TYPE_ACCEPTED = 2;
 
+/**
+ * Writes the entry header of a tail record (slot, round, node, type) at byte `at`, a multiple of
+ * 8, of a buffer seen as `doubles` and `words`: what `entryFromRecord` decodes.
+ */
+export function writeEntryHeader(
+  doubles: Float64Array,
+  words: Uint32Array,
+  at: number,
+  slot: number,
+  round: number,
+  node: number,
+  type: number,
+): void {
+  const d = at >>> 3;
+  doubles[d] = slot;
+  doubles[d + 1] = round;
+  words[(at >>> 2) + 4] = node;
+  words[(at >>> 2) + 5] = type;
+}
+
 /** Decodes a tail record's payload into an entry (the value copied, or a view if `copy` is false). */
 export function entryFromRecord(
   payload: Uint8Array,

@@ -108,6 +108,16 @@ const CYCLES_IN_FLIGHT_MAX = 2;
 /** `reserve` could not place a record without I/O (only when I/O was not allowed). */
 const WOULD_BLOCK = -2;
 
+/**
+ * The staging buffer as bytes, 32-bit words and doubles (one buffer): where a caller of
+ * {@linkcode DurableTail.stage} writes its payload.
+ */
+export interface StagingViews {
+  readonly bytes: Uint8Array;
+  readonly words: Uint32Array;
+  readonly doubles: Float64Array;
+}
+
 /** The durable tail of one log directory. */
 export class DurableTail {
   readonly dir: string;
@@ -131,6 +141,7 @@ export class DurableTail {
   #staged: Uint8Array;
   #stagedWords: Uint32Array;
   #stagedView: DataView;
+  #staging: StagingViews;
   #stagingBase: number;
 
   #beginAddress: number;
@@ -188,6 +199,11 @@ export class DurableTail {
     this.#staged = new Uint8Array(0);
     this.#stagedWords = new Uint32Array(0);
     this.#stagedView = new DataView(this.#staged.buffer);
+    this.#staging = {
+      bytes: this.#staged,
+      words: this.#stagedWords,
+      doubles: new Float64Array(0),
+    };
     this.#beginAddress = this.#durableBeginAddress = recovered.checkpoint.beginAddress;
     this.#committedUntilAddress = this.#tailAddress = this.#stagingBase = recovered.tailAddress;
     this.#commitNumber = this.#startedCommitNumber = recovered.commitNumber;
@@ -304,13 +320,16 @@ export class DurableTail {
     this.prepare([payloadBytes]);
   }
 
-  /** Like {@linkcode DurableTail.prepareOne} for a run of records. */
-  prepare(payloadSizes: readonly number[]): void {
+  /**
+   * Like {@linkcode DurableTail.prepareOne} for a run of records: the first `count` of
+   * `payloadSizes` (default: all of them).
+   */
+  prepare(payloadSizes: ArrayLike<number>, count: number = payloadSizes.length): void {
     const S = this.segmentSizeBytes;
     let address = this.#tailAddress;
     let lastIndex = tailSegmentIndex(address, S);
-    for (const payload of payloadSizes) {
-      const size = recordSizeBytes(payload);
+    for (let i = 0; i < count; i++) {
+      const size = recordSizeBytes(payloadSizes[i]);
       const index = tailSegmentIndex(address, S);
       if (address - index * S + size > S) {
         address = this.#segments.firstAddressOf(index + 1);
@@ -343,6 +362,38 @@ export class DurableTail {
     }
     this.#writeDirect(address, kind, parts, payloadBytes);
     return address;
+  }
+
+  /**
+   * Appends one record of `kind` whose payload the caller writes in place, at once (before any
+   * other call on the tail): `payloadBytes` bytes at {@linkcode DurableTail.stagedPayloadOffset}
+   * of the address in {@linkcode DurableTail.staging}. Saves `append` the parts array and the
+   * copy of a header. Returns the record's address, or -1 if a record that large is never staged
+   * (then use `append`). The caller called `prepare` when a roll-over may need a new segment.
+   */
+  stage(kind: RecordKind, payloadBytes: number): number {
+    if (this.#staged.length === 0) this.#allocateStaging();
+    const size = recordSizeBytes(payloadBytes);
+    if (size > this.#staged.length) return -1;
+    const address = this.#reserve(payloadBytes, true);
+    const offset = address - this.#stagingBase;
+    // A record no larger than the buffer is always placed in it (after a flush if need be).
+    if (offset < 0) throw new Error("assertion failed: a staged record starts before the staging");
+    if (address + size > this.#stagingEnd()) {
+      throw new Error("assertion failed: a staged record ends past the staging buffer");
+    }
+    writeHeader(this.#stagedWords, offset, payloadBytes, address, kind);
+    return address;
+  }
+
+  /** The staging buffer's views (replaced once, when the first record allocates the buffer). */
+  get staging(): StagingViews {
+    return this.#staging;
+  }
+
+  /** Byte offset in {@linkcode DurableTail.staging} of the payload of the record staged at `address`. */
+  stagedPayloadOffset(address: number): number {
+    return address - this.#stagingBase + RECORD_HEADER_BYTES;
   }
 
   #stagingEnd(): number {
@@ -379,6 +430,11 @@ export class DurableTail {
     this.#staged = new Uint8Array(buffer);
     this.#stagedWords = new Uint32Array(buffer);
     this.#stagedView = new DataView(buffer);
+    this.#staging = {
+      bytes: this.#staged,
+      words: this.#stagedWords,
+      doubles: new Float64Array(buffer),
+    };
   }
 
   /** Moves the tail to the next segment, padding the rest of the current one. */

@@ -220,4 +220,52 @@ describe("group commit with a cycle in flight", () => {
     device.holding = false;
     await log.close();
   });
+
+  test("ConsensusLog: more slots frozen than its queue first holds (512) all commit, each with its cycle", async () => {
+    const device = new HeldSyncDevice();
+    const log = await ConsensusLog.open({ dir: "/consensus", device, durability: "data" });
+    device.holding = true;
+    const ballot = { round: 1, node: 1 };
+    const value = (slot: number) => bytes(`value of ${slot}`);
+    let next = 0;
+    const commitSlots = (count: number) => {
+      const waits = [];
+      for (let i = 0; i < count; i++, next++) {
+        log.accept(next, ballot, value(next));
+        waits.push(watch(log.commit(next)));
+      }
+      return { first: next - count, end: next, waits };
+    };
+    const a = commitSlots(400);
+    await settle();
+    const b = commitSlots(100);
+    await settle();
+    assert.equal(device.pending.length, 2, "cycles a and b are in flight");
+    device.take(0).release();
+    await settle();
+    assert.ok(a.waits.every((w) => w.done && w.error === undefined));
+    // 100 slots still wait at the queue's end: 200 more reach it, so the live part moves to the
+    // front; 600 more after them outgrow it.
+    const c = commitSlots(200);
+    await settle();
+    const d = commitSlots(600);
+    for (let slot = b.first; slot < d.end; slot++) {
+      assert.equal(log.read(slot)?.committed, false, `slot ${slot} waits for its cycle`);
+    }
+    for (const cycle of [b, c, d]) {
+      assert.ok(cycle.waits.every((w) => !w.done));
+      while (!cycle.waits.every((w) => w.done)) {
+        await settle();
+        device.take(0).release();
+        await settle();
+      }
+      assert.ok(cycle.waits.every((w) => w.error === undefined));
+      for (let slot = cycle.first; slot < cycle.end; slot++) {
+        assert.deepEqual(log.readCommitted(slot)?.value, value(slot));
+      }
+      if (cycle !== d) assert.equal(log.read(cycle.end)?.committed, false);
+    }
+    device.holding = false;
+    await log.close();
+  });
 });

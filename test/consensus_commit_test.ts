@@ -1,11 +1,15 @@
 /**
- * The accept and commit paths of `ConsensusLog`: ballots read once, the promised ballot.
+ * The commit path of `ConsensusLog`: records assembled in place in the staging buffer (values
+ * copied straight from the region, word by word when short), records too large for the staging
+ * buffer, batches larger than the scratch the log keeps, a batch whose segment cannot be created,
+ * and ballots read once.
  *
  * @module
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { BallotError, ConsensusLog } from "../mod.ts";
+import { BallotError, ConsensusLog, IoError } from "../mod.ts";
+import { FaultyDevice } from "../src/faulty_device.ts";
 import { MemoryDevice } from "../src/memory_device.ts";
 import { entryBytes } from "./_helpers.ts";
 
@@ -13,7 +17,7 @@ const BALLOT = { round: 1, node: 1 };
 /** Small segments (roll-overs every few hundred records) and the smallest staging buffer. */
 const SMALL = { segmentSizeBytes: 64 * 1024, bufferSizeBytes: 4096 };
 
-function open(device: MemoryDevice, options: object = {}): Promise<ConsensusLog> {
+function open(device: MemoryDevice | FaultyDevice, options: object = {}): Promise<ConsensusLog> {
   return ConsensusLog.open({ dir: "/log", device, durability: "data", ...SMALL, ...options });
 }
 
@@ -27,6 +31,103 @@ function assertCommitted(log: ConsensusLog, slot: number, length: number, ballot
 }
 
 describe("ConsensusLog commit path", () => {
+  test("values of every length from 0 to 300 bytes commit byte for byte and survive a reopen", async () => {
+    // Lengths around 4-byte words and the word-copy limit (256 B), one by one and in a batch.
+    const device = new MemoryDevice();
+    {
+      const log = await open(device);
+      for (let length = 0; length <= 300; length++) {
+        log.accept(length, { round: length, node: 7 }, entryBytes(length, length));
+        log.accept(1000 + length, BALLOT, entryBytes(1000 + length, length));
+      }
+      for (let length = 0; length <= 300; length++) await log.commit(length);
+      await log.commitMany(Array.from({ length: 301 }, (_, i) => 1000 + i));
+      for (let length = 0; length <= 300; length++) {
+        assertCommitted(log, length, length, { round: length, node: 7 });
+        assertCommitted(log, 1000 + length, length);
+      }
+      await log.close();
+    }
+    const log = await open(device);
+    for (let length = 0; length <= 300; length++) {
+      assertCommitted(log, length, length, { round: length, node: 7 });
+      assertCommitted(log, 1000 + length, length);
+    }
+    await log.close();
+  });
+
+  test("a record larger than the staging buffer is committed (and journaled) straight to its segment", async () => {
+    const device = new MemoryDevice();
+    const length = 10_000; // the staging buffer holds 4096 bytes
+    {
+      const log = await open(device, { durableAccepts: true });
+      await log.accept(1, BALLOT, entryBytes(1, length));
+      await log.accept(2, BALLOT, entryBytes(2, 100));
+      await log.accept(3, BALLOT, entryBytes(3, length));
+      await log.commit(1);
+      await log.commitMany([2, 3]);
+      await log.accept(4, BALLOT, entryBytes(4, length)); // journaled only
+      for (const slot of [1, 3]) assertCommitted(log, slot, length);
+      assertCommitted(log, 2, 100);
+      await log.close();
+    }
+    // A crash (no clean close) makes the reopen replay the records themselves.
+    const log = await open(device.crash(), { durableAccepts: true });
+    for (const slot of [1, 3]) assertCommitted(log, slot, length);
+    assertCommitted(log, 2, 100);
+    assert.deepEqual(log.read(4), {
+      slot: 4,
+      ballot: BALLOT,
+      committed: false,
+      value: entryBytes(4, length),
+    });
+    await log.close();
+  });
+
+  test("batches larger than the scratch the log keeps commit every slot, and so do small ones after", async () => {
+    const device = new MemoryDevice();
+    const log = await open(device, { segmentSizeBytes: 1024 * 1024, bufferSizeBytes: 64 * 1024 });
+    // 40,000 slots: past the batch scratch kept (16 Ki slots) and the frozen queue kept (32 Ki).
+    const big = Array.from({ length: 40_000 }, (_, i) => i);
+    for (const slot of big) log.accept(slot, BALLOT, entryBytes(slot, 16));
+    await log.commitMany(big);
+    for (let round = 0; round < 3; round++) {
+      const small = Array.from({ length: 50 }, (_, i) => 100_000 + round * 50 + i);
+      for (const slot of small) log.accept(slot, BALLOT, entryBytes(slot, 16));
+      await log.commitMany(small);
+      for (const slot of small) assertCommitted(log, slot, 16);
+    }
+    for (const slot of big) assertCommitted(log, slot, 16);
+    assert.equal(log.stats().committedCount, 40_150);
+    await log.close();
+    const reopened = await open(device, {
+      segmentSizeBytes: 1024 * 1024,
+      bufferSizeBytes: 64 * 1024,
+    });
+    assertCommitted(reopened, 39_999, 16);
+    assertCommitted(reopened, 100_149, 16);
+    await reopened.close();
+  });
+
+  test("a batch whose new segment cannot be created changes nothing; it commits once the disk has room", async () => {
+    const faulty = new FaultyDevice(new MemoryDevice());
+    const log = await open(faulty);
+    // 64 KiB segments hold about 400 records of 140 B: 1,000 slots need new segments.
+    const slots = Array.from({ length: 1000 }, (_, i) => i);
+    for (const slot of slots) log.accept(slot, BALLOT, entryBytes(slot, 100));
+    faulty.failAt(1, { errno: "ENOSPC", kinds: ["create", "allocate"] });
+    await assert.rejects(log.commitMany(slots), (error) => error instanceof IoError);
+    for (const slot of [0, 500, 999]) {
+      assert.equal(log.read(slot)?.committed, false, `slot ${slot} is still only accepted`);
+    }
+    // Still accepted, not frozen: a higher ballot may replace an entry.
+    log.accept(999, { round: 2, node: 1 }, entryBytes(999, 100));
+    await log.commitMany(slots);
+    for (const slot of [0, 500]) assertCommitted(log, slot, 100);
+    assertCommitted(log, 999, 100, { round: 2, node: 1 });
+    await log.close();
+  });
+
   test("accept reads a ballot's round and node once: a getter cannot slip a value past the checks", async () => {
     const log = await open(new MemoryDevice());
     let reads = 0;
