@@ -21,8 +21,6 @@ import { readIndexCheckpoint, writeIndexCheckpoint } from "./index_checkpoint.ts
 import { REGION_ENTRY_HEADER_BYTES } from "./mutable_region.ts";
 import { RecordKind } from "./record_format.ts";
 import { payloadOffset } from "./segments.ts";
-import type { MutableRegion } from "./mutable_region.ts";
-import type { SlotIndex } from "./slot_index.ts";
 import {
   acceptedWord,
   INDEX_SIZE_BYTES_DEFAULT,
@@ -542,10 +540,13 @@ export class ConsensusLog {
    * @throws {PoisonedError} An earlier write or sync failed; reopen the log.
    */
   commit(slot: number): Promise<void> {
-    return runNow(() => {
+    // What runNow does, without its closure: every commit comes through here.
+    try {
       this.#tail.assertWritable("commit");
-      return this.#commitSlots([this.#checkSlot("commit", slot)], false);
-    });
+      return this.#commitOne(this.#checkSlot("commit", slot), false);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /**
@@ -573,24 +574,16 @@ export class ConsensusLog {
    * call that found a slot frozen by an earlier one resolves only after that slot is committed
    * (the tail covers it by the same or a later cycle). `lenient` skips empty slots (requests from
    * Workers).
+   *
+   * No epoch section: nothing read here can be reused under this (the owner's) thread. Index
+   * leaves are unlinked only by this thread (`truncatePrefix`); the freeze is a compare-and-swap
+   * of the slot word, and the region entry is read only once frozen, when no thread but this one
+   * (in `#onDurable`) can free it: a Worker's accept refuses a frozen slot and its compaction's
+   * move of one fails.
    */
   #commitSlots(slots: readonly number[], lenient: boolean): Promise<void> {
     if (slots.length === 1) return this.#commitOne(slots[0], lenient);
-    const { index, region, epochs } = this.#slots;
-    epochs.enter();
-    try {
-      return this.#commitSlotsEntered(slots, lenient, index, region);
-    } finally {
-      epochs.exit();
-    }
-  }
-
-  #commitSlotsEntered(
-    slots: readonly number[],
-    lenient: boolean,
-    index: SlotIndex,
-    region: MutableRegion,
-  ): Promise<void> {
+    const { index, region } = this.#slots;
     if (!lenient) {
       for (let i = 0; i < slots.length; i++) {
         if (index.wordOf(slots[i]) === SLOT_EMPTY) throw new SlotNotFoundError(slots[i], "commit");
@@ -636,21 +629,7 @@ export class ConsensusLog {
 
   /** {@linkcode ConsensusLog.#commitSlots} of one slot, without the arrays. */
   #commitOne(slot: number, lenient: boolean): Promise<void> {
-    const { index, region, epochs } = this.#slots;
-    epochs.enter();
-    try {
-      return this.#commitOneEntered(slot, lenient, index, region);
-    } finally {
-      epochs.exit();
-    }
-  }
-
-  #commitOneEntered(
-    slot: number,
-    lenient: boolean,
-    index: SlotIndex,
-    region: MutableRegion,
-  ): Promise<void> {
+    const { index, region } = this.#slots;
     const words = index.words;
     const position = index.position(slot, false);
     if (!lenient && (position < 0 || Atomics.load(words, position) === SLOT_EMPTY)) {
