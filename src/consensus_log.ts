@@ -17,7 +17,11 @@ import {
   SlotNotFoundError,
 } from "./errors.ts";
 import { type Ballot, compareBallots, HardStateStore, type RaftHardState } from "./hard_state.ts";
-import { readIndexCheckpoint, writeIndexCheckpoint } from "./index_checkpoint.ts";
+import {
+  INDEX_CHECKPOINT_HEADER_BYTES,
+  readIndexCheckpoint,
+  writeIndexCheckpoint,
+} from "./index_checkpoint.ts";
 import { REGION_ENTRY_HEADER_BYTES } from "./mutable_region.ts";
 import { RecordKind } from "./record_format.ts";
 import { payloadOffset } from "./segments.ts";
@@ -734,20 +738,25 @@ export class ConsensusLog {
   /** Writes the index as of the current committed address (an accelerator for reopen). */
   async #writeIndexCheckpoint(): Promise<void> {
     const covered = this.#tail.committedUntilAddress;
-    const pairs: number[] = [];
-    const index = this.#slots.index;
+    // Pairs placed after room for the file's header are written without a copy.
+    const headerBytes = INDEX_CHECKPOINT_HEADER_BYTES;
     this.#slots.epochs.enter();
+    let pairs: Float64Array;
     try {
-      index.forEach((slot, word, position) => {
-        if (word !== SLOT_COMMITTED) return;
-        const address = index.addressAt(position);
-        if (address < covered) pairs.push(slot, address);
-      });
+      pairs = this.#slots.index.committedPairs(covered, headerBytes);
     } finally {
       this.#slots.epochs.exit();
     }
-    for (const [slot, journal] of this.#journaled) {
-      if (journal < covered) pairs.push(slot, -journal - 1);
+    if (this.#journaled.size > 0) {
+      const journal: number[] = [];
+      for (const [slot, address] of this.#journaled) {
+        if (address < covered) journal.push(slot, -address - 1);
+      }
+      const length = pairs.length + journal.length;
+      const all = new Float64Array(new ArrayBuffer(headerBytes + length * 8), headerBytes);
+      all.set(pairs);
+      all.set(journal, pairs.length);
+      pairs = all;
     }
     const tail = this.#tail;
     await writeIndexCheckpoint(
@@ -755,7 +764,7 @@ export class ConsensusLog {
       tail.dir,
       tail.logId,
       covered,
-      new Float64Array(pairs),
+      pairs,
       tail.durability !== "none",
     );
     this.#indexCheckpointAddress = covered;
