@@ -128,6 +128,31 @@ describe("ConsensusLog commit path", () => {
     await log.close();
   });
 
+  test("truncating more index leaves at once than the free ring holds (960) reuses every one", async () => {
+    // 1 MiB of index holds about 1,300 leaves of 64 slots: each round fills 1,200 of them, and
+    // a leaf dropped instead of recycled would fill the index by the third round.
+    const log = await open(new MemoryDevice(), { indexSizeBytes: 1024 * 1024, durability: "none" });
+    const value = new Uint8Array(8);
+    const slots = new Array<number>(1200 * 64);
+    let next = 0;
+    const sizes: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      for (let i = 0; i < slots.length; i++, next++) {
+        log.accept(next, BALLOT, value);
+        slots[i] = next;
+      }
+      await log.commitMany(slots);
+      await log.truncatePrefix(next);
+      sizes.push(log.stats().indexBytes);
+    }
+    // Only inner nodes for the new slot ranges are added (about 5 KiB a round), no leaves.
+    for (let round = 1; round < sizes.length; round++) {
+      assert.ok(sizes[round] - sizes[round - 1] < 8 * 1024, `round ${round}: ${sizes}`);
+    }
+    assert.equal(log.stats().committedCount, 0);
+    await log.close();
+  });
+
   test("accept reads a ballot's round and node once: a getter cannot slip a value past the checks", async () => {
     const log = await open(new MemoryDevice());
     let reads = 0;
