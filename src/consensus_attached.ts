@@ -19,7 +19,7 @@ import { RecordKind } from "./record_format.ts";
 import { SegmentReader } from "./segment_reader.ts";
 import {
   AcceptResult,
-  checkBallot,
+  checkBallotFields,
   CommitRequests,
   type ConsensusEntry,
   type ConsensusLogHandle,
@@ -129,10 +129,13 @@ export class AttachedConsensusLog {
   #accept(slot: number, ballot: Ballot, value: Uint8Array): boolean | Promise<void> {
     const what = "accept";
     checkIndex(what, "slot", slot);
-    const b = checkBallot(what, ballot);
+    // The fields are read once and kept as numbers: no ballot object per accept.
+    const round = (ballot as Partial<Ballot> | null)?.round as number;
+    const node = (ballot as Partial<Ballot> | null)?.node as number;
+    checkBallotFields(what, ballot, round, node);
     checkBytes(what, "value", value, this.#entrySizeBytesMax);
     this.#assertWritable(what);
-    if (this.#slots.accept(what, slot, b, value) === AcceptResult.full) return false;
+    if (this.#slots.accept(what, slot, round, node, value) === AcceptResult.full) return false;
     if (!this.#durableAccepts) return true;
     return this.#requests.submit(what, RequestKind.journal, [slot], this.#slots.control);
   }

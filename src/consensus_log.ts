@@ -17,7 +17,11 @@ import {
   SlotNotFoundError,
 } from "./errors.ts";
 import { type Ballot, compareBallots, HardStateStore, type RaftHardState } from "./hard_state.ts";
-import { readIndexCheckpoint, writeIndexCheckpoint } from "./index_checkpoint.ts";
+import {
+  INDEX_CHECKPOINT_HEADER_BYTES,
+  readIndexCheckpoint,
+  writeIndexCheckpoint,
+} from "./index_checkpoint.ts";
 import { REGION_ENTRY_HEADER_BYTES } from "./mutable_region.ts";
 import { RecordKind } from "./record_format.ts";
 import { payloadOffset } from "./segments.ts";
@@ -38,6 +42,7 @@ import { checkBytes, checkIndex, checkSizeOption, runNow } from "./validate.ts";
 import {
   AcceptResult,
   checkBallot,
+  checkBallotFields,
   CommitRequests,
   type ConsensusEntry,
   type ConsensusLogHandle,
@@ -52,6 +57,7 @@ import {
   SharedSlots,
   TYPE_ACCEPTED,
   TYPE_COMMITTED,
+  writeEntryHeader,
 } from "./consensus_shared.ts";
 import { AttachedConsensusLog } from "./consensus_attached.ts";
 
@@ -64,6 +70,21 @@ export const MUTABLE_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024;
 export const CONSENSUS_ENTRY_SIZE_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;
 /** Index checkpoints are rewritten after this many committed bytes (and at close). */
 const INDEX_CHECKPOINT_INTERVAL_BYTES = 64 * 1024 * 1024;
+/** Numbers per entry of `#frozen`: slot, index position, region offset, record address. */
+const FROZEN_FIELDS = 4;
+/**
+ * Frozen entries `#frozen` keeps room for when empty: two cycles of 256 committers fit without
+ * growing, and room grown past 64 times that (a large `commitMany`) is given back once drained.
+ */
+const FROZEN_KEPT_ENTRIES_MIN = 512;
+const FROZEN_KEPT_ENTRIES_MAX = 64 * FROZEN_KEPT_ENTRIES_MIN;
+/** Numbers per slot of `#commitSlots`' scratch: slot, index position, region offset. */
+const BATCH_FIELDS = 3;
+/**
+ * Largest `commitMany` whose scratch arrays are kept for the next one (the pressure bench commits
+ * 10,000 at a time); a larger one gets arrays of its own.
+ */
+const BATCH_KEPT_SLOTS_MAX = 16 * 1024;
 
 /** Options of {@linkcode ConsensusLog.open}. */
 export interface ConsensusLogOptions {
@@ -174,8 +195,10 @@ export class ConsensusLog {
   #durableAccepts: boolean;
   #entrySizeBytesMax: number;
   #promisedPending: Ballot | undefined;
+  /** The entry header of a record too large for the staging buffer (see `#appendRecord`). */
   #header = new Uint8Array(ENTRY_HEADER_BYTES);
-  #headerView = new DataView(this.#header.buffer);
+  #headerWords = new Uint32Array(this.#header.buffer);
+  #headerDoubles = new Float64Array(this.#header.buffer);
   /** Latest journal record of each accepted slot (durable accepts): kept by truncation. */
   #journaled = new Map<number, number>();
   #indexCheckpointAddress: number;
@@ -186,10 +209,15 @@ export class ConsensusLog {
   #closing = false;
   /**
    * Entries frozen for commit whose records are not durable yet, in append order: slot, index
-   * position, region offset, record address (four numbers each, from `#frozenHead` on).
+   * position, region offset, record address (`FROZEN_FIELDS` numbers each, from `#frozenHead` to
+   * `#frozenTail`). A typed array kept across cycles: a commit adds no garbage here.
    */
-  #frozen: number[] = [];
+  #frozen: Float64Array = new Float64Array(FROZEN_FIELDS * FROZEN_KEPT_ENTRIES_MIN);
   #frozenHead = 0;
+  #frozenTail = 0;
+  /** `#commitSlots`' scratch, kept for batches up to `BATCH_KEPT_SLOTS_MAX` slots. */
+  #batch: Float64Array = new Float64Array(0);
+  #batchSizes: Float64Array = new Float64Array(0);
   /** Workers' requests being carried out (close waits for them). */
   #inFlight = new Set<Promise<void>>();
   #accepts: NumberSeries;
@@ -377,7 +405,14 @@ export class ConsensusLog {
       const heldBallot = { round: region.roundAt(held), node: region.nodeAt(held) };
       if (compareBallots(entry.ballot, heldBallot) < 0) return;
     }
-    const result = this.#slots.accept("restore", slot, entry.ballot, entry.value, false);
+    const result = this.#slots.accept(
+      "restore",
+      slot,
+      entry.ballot.round,
+      entry.ballot.node,
+      entry.value,
+      false,
+    );
     if (result === AcceptResult.full) {
       throw new RegionFullError(
         `Cannot restore accepted slot ${slot}: mutableSizeBytes ${region.capacityBytes} is too small for the journaled accepts`,
@@ -399,20 +434,27 @@ export class ConsensusLog {
     value: Uint8Array,
   ): boolean | Promise<void> {
     this.#checkSlot(what, slot);
-    const b = checkBallot(what, ballot);
+    // The fields are read once and kept as numbers: no ballot object per accept.
+    const round = (ballot as Partial<Ballot> | null)?.round as number;
+    const node = (ballot as Partial<Ballot> | null)?.node as number;
+    checkBallotFields(what, ballot, round, node);
     checkBytes(what, "value", value, this.#entrySizeBytesMax);
     this.#tail.assertWritable(what);
     if (this.#durableAccepts) {
       // Create any segment the journal record needs first: the only step that can fail cleanly.
       this.#tail.prepareOne(ENTRY_HEADER_BYTES + value.length);
     }
-    if (this.#slots.accept(what, slot, b, value) === AcceptResult.full) return false;
+    if (this.#slots.accept(what, slot, round, node, value) === AcceptResult.full) return false;
     this.#accepts.value++;
     if (!this.#durableAccepts) return true;
-    this.#journaled.set(slot, this.#appendRecord(TYPE_ACCEPTED, slot, b.round, b.node, value));
+    this.#journaled.set(slot, this.#appendRecord(TYPE_ACCEPTED, slot, round, node, value));
     return this.#tail.commitVoid();
   }
 
+  /**
+   * Appends an entry record of `value`, assembled in place in the staging buffer (no parts array,
+   * no header copy); a record larger than the staging buffer goes straight to its segment.
+   */
   #appendRecord(
     type: number,
     slot: number,
@@ -420,12 +462,38 @@ export class ConsensusLog {
     node: number,
     value: Uint8Array,
   ): number {
-    const view = this.#headerView;
-    view.setFloat64(0, slot, true);
-    view.setFloat64(8, round, true);
-    view.setUint32(16, node, true);
-    view.setUint32(20, type, true);
-    return this.#tail.append(RecordKind.entry, this.#header, value);
+    const tail = this.#tail;
+    const length = ENTRY_HEADER_BYTES + value.length;
+    const address = tail.stage(RecordKind.entry, length);
+    if (address >= 0) {
+      const at = tail.stagedPayloadOffset(address);
+      const { bytes, words, doubles } = tail.staging;
+      writeEntryHeader(doubles, words, at, slot, round, node, type);
+      bytes.set(value, at + ENTRY_HEADER_BYTES);
+      tail.sealStaged(address);
+      return address;
+    }
+    writeEntryHeader(this.#headerDoubles, this.#headerWords, 0, slot, round, node, type);
+    return tail.append(RecordKind.entry, this.#header, value);
+  }
+
+  /**
+   * Appends an entry record of the region entry at `offset` (frozen, or read inside an epoch
+   * section), copying its value straight from the region into the staging buffer: no view of it.
+   */
+  #appendRegionEntry(type: number, slot: number, offset: number): number {
+    const region = this.#slots.region;
+    const tail = this.#tail;
+    const round = region.roundAt(offset);
+    const node = region.nodeAt(offset);
+    const address = tail.stage(RecordKind.entry, ENTRY_HEADER_BYTES + region.valueLengthAt(offset));
+    if (address < 0) return this.#appendRecord(type, slot, round, node, region.valueAt(offset));
+    const at = tail.stagedPayloadOffset(address);
+    const { bytes, words, doubles } = tail.staging;
+    writeEntryHeader(doubles, words, at, slot, round, node, type);
+    region.copyValueTo(offset, bytes, words, at + ENTRY_HEADER_BYTES);
+    tail.sealStaged(address);
+    return address;
   }
 
   /**
@@ -486,10 +554,13 @@ export class ConsensusLog {
    * @throws {PoisonedError} An earlier write or sync failed; reopen the log.
    */
   commit(slot: number): Promise<void> {
-    return runNow(() => {
+    // What runNow does, without its closure: every commit comes through here.
+    try {
       this.#tail.assertWritable("commit");
-      return this.#commitSlots([this.#checkSlot("commit", slot)], false);
-    });
+      return this.#commitOne(this.#checkSlot("commit", slot), false);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /**
@@ -517,71 +588,78 @@ export class ConsensusLog {
    * call that found a slot frozen by an earlier one resolves only after that slot is committed
    * (the tail covers it by the same or a later cycle). `lenient` skips empty slots (requests from
    * Workers).
+   *
+   * No epoch section: nothing read here can be reused under this (the owner's) thread. Index
+   * leaves are unlinked only by this thread (`truncatePrefix`); the freeze is a compare-and-swap
+   * of the slot word, and the region entry is read only once frozen, when no thread but this one
+   * (in `#onDurable`) can free it: a Worker's accept refuses a frozen slot and its compaction's
+   * move of one fails.
    */
   #commitSlots(slots: readonly number[], lenient: boolean): Promise<void> {
     if (slots.length === 1) return this.#commitOne(slots[0], lenient);
-    const { index, region, epochs } = this.#slots;
-    const frozen: number[] = []; // position, offset pairs
-    epochs.enter();
+    const { index, region } = this.#slots;
+    if (!lenient) {
+      for (let i = 0; i < slots.length; i++) {
+        if (index.wordOf(slots[i]) === SLOT_EMPTY) throw new SlotNotFoundError(slots[i], "commit");
+      }
+    }
+    const words = index.words;
+    let batch = this.#batch;
+    let sizes = this.#batchSizes;
+    if (sizes.length < slots.length) {
+      batch = new Float64Array(BATCH_FIELDS * slots.length);
+      sizes = new Float64Array(slots.length);
+      if (slots.length <= BATCH_KEPT_SLOTS_MAX) {
+        this.#batch = batch;
+        this.#batchSizes = sizes;
+      }
+    }
+    let count = 0;
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i];
+      const position = index.position(slot, false);
+      if (position < 0) continue;
+      const offset = this.#freeze(words, position);
+      if (offset < 0) continue;
+      const b = count * BATCH_FIELDS;
+      batch[b] = slot;
+      batch[b + 1] = position;
+      batch[b + 2] = offset;
+      sizes[count++] = ENTRY_HEADER_BYTES + region.valueLengthAt(offset);
+    }
     try {
-      if (!lenient) {
-        for (const slot of slots) {
-          if (index.wordOf(slot) === SLOT_EMPTY) throw new SlotNotFoundError(slot, "commit");
-        }
+      this.#tail.prepare(sizes, count);
+    } catch (error) {
+      for (let b = 0; b < count * BATCH_FIELDS; b += BATCH_FIELDS) {
+        Atomics.store(words, batch[b + 1], acceptedWord(batch[b + 2]));
       }
-      const words = index.words;
-      const lengths: number[] = [];
-      const bySlot: number[] = [];
-      for (const slot of slots) {
-        const position = index.position(slot, false);
-        if (position < 0) continue;
-        const offset = this.#freeze(words, position);
-        if (offset < 0) continue;
-        frozen.push(position, offset);
-        bySlot.push(slot);
-        lengths.push(ENTRY_HEADER_BYTES + region.valueAt(offset).length);
-      }
-      try {
-        this.#tail.prepare(lengths);
-      } catch (error) {
-        for (let i = 0; i < frozen.length; i += 2) {
-          Atomics.store(words, frozen[i], acceptedWord(frozen[i + 1]));
-        }
-        throw error;
-      }
-      for (let i = 0; i < frozen.length; i += 2) {
-        this.#appendCommitted(bySlot[i >> 1], frozen[i], frozen[i + 1]);
-      }
-    } finally {
-      epochs.exit();
+      throw error;
+    }
+    for (let b = 0; b < count * BATCH_FIELDS; b += BATCH_FIELDS) {
+      this.#appendCommitted(batch[b], batch[b + 1], batch[b + 2]);
     }
     return this.#tail.commitVoid();
   }
 
   /** {@linkcode ConsensusLog.#commitSlots} of one slot, without the arrays. */
   #commitOne(slot: number, lenient: boolean): Promise<void> {
-    const { index, region, epochs } = this.#slots;
-    epochs.enter();
-    try {
-      if (!lenient && index.wordOf(slot) === SLOT_EMPTY) {
-        throw new SlotNotFoundError(slot, "commit");
-      }
-      const position = index.position(slot, false);
-      if (position >= 0) {
-        const words = index.words;
-        const offset = this.#freeze(words, position);
-        if (offset >= 0) {
-          try {
-            this.#tail.prepareOne(ENTRY_HEADER_BYTES + region.valueAt(offset).length);
-          } catch (error) {
-            Atomics.store(words, position, acceptedWord(offset));
-            throw error;
-          }
-          this.#appendCommitted(slot, position, offset);
+    const { index, region } = this.#slots;
+    const words = index.words;
+    const position = index.position(slot, false);
+    if (!lenient && (position < 0 || Atomics.load(words, position) === SLOT_EMPTY)) {
+      throw new SlotNotFoundError(slot, "commit");
+    }
+    if (position >= 0) {
+      const offset = this.#freeze(words, position);
+      if (offset >= 0) {
+        try {
+          this.#tail.prepareOne(ENTRY_HEADER_BYTES + region.valueLengthAt(offset));
+        } catch (error) {
+          Atomics.store(words, position, acceptedWord(offset));
+          throw error;
         }
+        this.#appendCommitted(slot, position, offset);
       }
-    } finally {
-      epochs.exit();
     }
     return this.#tail.commitVoid();
   }
@@ -603,15 +681,30 @@ export class ConsensusLog {
 
   /** Appends the commit record of a frozen entry and queues it for marking once durable. */
   #appendCommitted(slot: number, position: number, offset: number): void {
-    const region = this.#slots.region;
-    const address = this.#appendRecord(
-      TYPE_COMMITTED,
-      slot,
-      region.roundAt(offset),
-      region.nodeAt(offset),
-      region.valueAt(offset),
-    );
-    this.#frozen.push(slot, position, offset, address);
+    const address = this.#appendRegionEntry(TYPE_COMMITTED, slot, offset);
+    if (this.#frozenTail + FROZEN_FIELDS > this.#frozen.length) this.#growFrozen();
+    const frozen = this.#frozen;
+    const at = this.#frozenTail;
+    frozen[at] = slot;
+    frozen[at + 1] = position;
+    frozen[at + 2] = offset;
+    frozen[at + 3] = address;
+    this.#frozenTail = at + FROZEN_FIELDS;
+  }
+
+  /** Makes room at the end of `#frozen`: moves its live part to the front, or doubles it. */
+  #growFrozen(): void {
+    const frozen = this.#frozen;
+    const head = this.#frozenHead;
+    const live = this.#frozenTail - head;
+    let grown = frozen;
+    if (live * 2 + FROZEN_FIELDS > frozen.length) {
+      grown = new Float64Array(frozen.length * 2);
+      grown.set(frozen.subarray(head, head + live));
+    } else frozen.copyWithin(0, head, head + live);
+    this.#frozen = grown;
+    this.#frozenHead = 0;
+    this.#frozenTail = live;
   }
 
   /**
@@ -621,17 +714,22 @@ export class ConsensusLog {
   #onDurable = (until: number): void => {
     const frozen = this.#frozen;
     const { index, region } = this.#slots;
+    const words = index.words;
+    const journaled = this.#journaled;
+    const end = this.#frozenTail;
     let i = this.#frozenHead;
-    for (; i < frozen.length && frozen[i + 3] < until; i += 4) {
+    for (; i < end && frozen[i + 3] < until; i += FROZEN_FIELDS) {
       const position = frozen[i + 1];
       index.setAddressAt(position, frozen[i + 3]);
-      Atomics.store(index.words, position, SLOT_COMMITTED);
+      Atomics.store(words, position, SLOT_COMMITTED);
       region.free(frozen[i + 2]);
-      if (this.#journaled.size > 0) this.#journaled.delete(frozen[i]);
+      if (journaled.size > 0) journaled.delete(frozen[i]);
     }
-    if (i === frozen.length) {
-      frozen.length = 0;
-      this.#frozenHead = 0;
+    if (i === end) {
+      this.#frozenHead = this.#frozenTail = 0;
+      if (frozen.length > FROZEN_FIELDS * FROZEN_KEPT_ENTRIES_MAX) {
+        this.#frozen = new Float64Array(FROZEN_FIELDS * FROZEN_KEPT_ENTRIES_MIN);
+      }
     } else this.#frozenHead = i;
     if (
       !this.#indexCheckpointRunning &&
@@ -650,20 +748,25 @@ export class ConsensusLog {
   /** Writes the index as of the current committed address (an accelerator for reopen). */
   async #writeIndexCheckpoint(): Promise<void> {
     const covered = this.#tail.committedUntilAddress;
-    const pairs: number[] = [];
-    const index = this.#slots.index;
+    // Pairs placed after room for the file's header are written without a copy.
+    const headerBytes = INDEX_CHECKPOINT_HEADER_BYTES;
     this.#slots.epochs.enter();
+    let pairs: Float64Array;
     try {
-      index.forEach((slot, word, position) => {
-        if (word !== SLOT_COMMITTED) return;
-        const address = index.addressAt(position);
-        if (address < covered) pairs.push(slot, address);
-      });
+      pairs = this.#slots.index.committedPairs(covered, headerBytes);
     } finally {
       this.#slots.epochs.exit();
     }
-    for (const [slot, journal] of this.#journaled) {
-      if (journal < covered) pairs.push(slot, -journal - 1);
+    if (this.#journaled.size > 0) {
+      const journal: number[] = [];
+      for (const [slot, address] of this.#journaled) {
+        if (address < covered) journal.push(slot, -address - 1);
+      }
+      const length = pairs.length + journal.length;
+      const all = new Float64Array(new ArrayBuffer(headerBytes + length * 8), headerBytes);
+      all.set(pairs);
+      all.set(journal, pairs.length);
+      pairs = all;
     }
     const tail = this.#tail;
     await writeIndexCheckpoint(
@@ -671,7 +774,7 @@ export class ConsensusLog {
       tail.dir,
       tail.logId,
       covered,
-      new Float64Array(pairs),
+      pairs,
       tail.durability !== "none",
     );
     this.#indexCheckpointAddress = covered;
@@ -791,18 +894,8 @@ export class ConsensusLog {
       const word = index.wordOf(slot);
       if (word < 2) return; // committed, frozen for commit, or truncated: nothing to journal
       const offset = wordOffset(word);
-      const value = region.valueAt(offset);
-      this.#tail.prepareOne(ENTRY_HEADER_BYTES + value.length);
-      this.#journaled.set(
-        slot,
-        this.#appendRecord(
-          TYPE_ACCEPTED,
-          slot,
-          region.roundAt(offset),
-          region.nodeAt(offset),
-          value,
-        ),
-      );
+      this.#tail.prepareOne(ENTRY_HEADER_BYTES + region.valueLengthAt(offset));
+      this.#journaled.set(slot, this.#appendRegionEntry(TYPE_ACCEPTED, slot, offset));
     } finally {
       epochs.exit();
     }

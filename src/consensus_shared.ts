@@ -20,7 +20,6 @@ import type { LogEntry } from "./entry_iterator.ts";
 import { type Segment, segmentDoubles } from "./segments.ts";
 import { EPOCH_WORDS, EpochTable } from "./epoch.ts";
 import type { Ballot } from "./hard_state.ts";
-import { compareBallots } from "./hard_state.ts";
 import { MutableRegion } from "./mutable_region.ts";
 import { acceptedWord, SLOT_COMMITTED, SLOT_EMPTY, SlotIndex, wordOffset } from "./slot_index.ts";
 
@@ -174,6 +173,24 @@ export class SharedControl {
     Atomics.add(ints, PROMISE_SEQUENCE, 1);
   }
 
+  /**
+   * Compares the ballot `(round, node)` with the promised one, as `compareBallots` does:
+   * negative if lower; positive when nothing is promised. Makes no object: every accept asks.
+   */
+  compareWithPromise(round: number, node: number): number {
+    const ints = this.#ints;
+    if (Atomics.load(ints, HAS_PROMISE) === 0) return 1; // once set, never unset
+    for (;;) {
+      const before = Atomics.load(ints, PROMISE_SEQUENCE);
+      if ((before & 1) !== 0) continue;
+      const promisedRound = this.#floats[F_PROMISED_ROUND];
+      const promisedNode = Atomics.load(ints, PROMISED_NODE) >>> 0;
+      if (Atomics.load(ints, PROMISE_SEQUENCE) === before) {
+        return round !== promisedRound ? round - promisedRound : node - promisedNode;
+      }
+    }
+  }
+
   /** The promised ballot (the durable one, or a newer one being made durable). */
   promise(): Ballot | undefined {
     const ints = this.#ints;
@@ -190,16 +207,30 @@ export class SharedControl {
 
 /** Checks a ballot argument: `{ round, node }`, a safe integer and a 32-bit node. */
 export function checkBallot(what: string, ballot: unknown): Ballot {
-  const b = ballot as Ballot;
-  if (typeof b !== "object" || b === null) {
+  const round = (ballot as Partial<Ballot> | null)?.round;
+  const node = (ballot as Partial<Ballot> | null)?.node;
+  checkBallotFields(what, ballot, round, node);
+  return { round: round as number, node: node as number };
+}
+
+/**
+ * {@linkcode checkBallot} of fields the caller read once (`ballot?.round`, `ballot?.node`), for
+ * the accept path, which keeps them as numbers rather than make an object per accept.
+ */
+export function checkBallotFields(
+  what: string,
+  ballot: unknown,
+  round: unknown,
+  node: unknown,
+): void {
+  if (typeof ballot !== "object" || ballot === null) {
     throw new InvalidArgumentError(`Cannot ${what}: ballot must be { round, node }`);
   }
-  checkIndex(what, "ballot.round", b.round);
-  checkIndex(what, "ballot.node", b.node);
-  if (b.node > 0xffff_ffff) {
-    throw new InvalidArgumentError(`Cannot ${what}: ballot.node must be below 2^32, got ${b.node}`);
+  checkIndex(what, "ballot.round", round);
+  checkIndex(what, "ballot.node", node);
+  if ((node as number) > 0xffff_ffff) {
+    throw new InvalidArgumentError(`Cannot ${what}: ballot.node must be below 2^32, got ${node}`);
   }
-  return { round: b.round, node: b.node };
 }
 
 /** Describes a ballot for messages. */
@@ -249,15 +280,16 @@ export class SharedSlots {
   }
 
   /**
-   * Accepts `value` for `slot` under `ballot` (already checked), if the ballot is not lower than
-   * the promised one nor the slot's held one, whatever other threads do meanwhile. Returns
-   * `AcceptResult.full` when the region has no room; throws `BallotError` or
+   * Accepts `value` for `slot` under the ballot `(round, node)` (already checked), if it is not
+   * lower than the promised one nor the slot's held one, whatever other threads do meanwhile.
+   * Returns `AcceptResult.full` when the region has no room; throws `BallotError` or
    * `AlreadyCommittedError`. `checkPromise` false skips the promise (recovery's replay).
    */
   accept(
     what: string,
     slot: number,
-    ballot: Ballot,
+    round: number,
+    node: number,
     value: Uint8Array,
     checkPromise = true,
   ): number {
@@ -270,11 +302,11 @@ export class SharedSlots {
       let word = Atomics.load(words, position);
       // A decided slot says so first: the proposer should learn the committed value.
       if (word === SLOT_COMMITTED || word < 0) throw new AlreadyCommittedError(slot, what);
-      const promised = checkPromise ? this.control.promise() : undefined;
-      if (promised && compareBallots(ballot, promised) < 0) {
+      if (checkPromise && this.control.compareWithPromise(round, node) < 0) {
+        const promised = this.control.promise()!;
         throw new BallotError(
           `Cannot ${what} slot ${slot}: ballot ${
-            describeBallot(ballot)
+            describeBallot({ round, node })
           } is lower than the promised ${describeBallot(promised)}`,
         );
       }
@@ -282,17 +314,18 @@ export class SharedSlots {
         if (word === SLOT_COMMITTED || word < 0) throw new AlreadyCommittedError(slot, what);
         if (word !== SLOT_EMPTY) {
           const held = wordOffset(word);
-          const heldBallot = { round: region.roundAt(held), node: region.nodeAt(held) };
-          if (compareBallots(ballot, heldBallot) < 0) {
+          const heldRound = region.roundAt(held);
+          const heldNode = region.nodeAt(held);
+          if (round !== heldRound ? round < heldRound : node < heldNode) {
             throw new BallotError(
               `Cannot ${what} slot ${slot}: ballot ${
-                describeBallot(ballot)
-              } is lower than the accepted ${describeBallot(heldBallot)}`,
+                describeBallot({ round, node })
+              } is lower than the accepted ${describeBallot({ round: heldRound, node: heldNode })}`,
             );
           }
         }
         if (mine < 0) {
-          mine = region.put(slot, ballot.round, ballot.node, value, this.#onMove);
+          mine = region.put(slot, round, node, value, this.#onMove);
           if (mine < 0) return AcceptResult.full;
         }
         const found = Atomics.compareExchange(words, position, word, acceptedWord(mine));
@@ -385,6 +418,26 @@ export const ENTRY_HEADER_BYTES = 24;
 export const TYPE_COMMITTED = 1;
 /** Record type of a journaled accept. */
 export const TYPE_ACCEPTED = 2;
+
+/**
+ * Writes the entry header of a tail record (slot, round, node, type) at byte `at`, a multiple of
+ * 8, of a buffer seen as `doubles` and `words`: what `entryFromRecord` decodes.
+ */
+export function writeEntryHeader(
+  doubles: Float64Array,
+  words: Uint32Array,
+  at: number,
+  slot: number,
+  round: number,
+  node: number,
+  type: number,
+): void {
+  const d = at >>> 3;
+  doubles[d] = slot;
+  doubles[d + 1] = round;
+  words[(at >>> 2) + 4] = node;
+  words[(at >>> 2) + 5] = type;
+}
 
 /** Decodes a tail record's payload into an entry (the value copied, or a view if `copy` is false). */
 export function entryFromRecord(

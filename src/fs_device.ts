@@ -40,6 +40,16 @@ function attempt<T>(syscall: string, path: string, work: () => T): T {
 class FsFile implements DeviceFile {
   readonly path: string;
   #fd: number;
+  /** Syncs started and not yet called back. */
+  #syncsInFlight = 0;
+  /**
+   * A second descriptor of the file (read-only, opened at the first sync started while another
+   * is in flight) for such syncs. Deno runs `node:fs` calls on one descriptor one after another,
+   * so the group commit's two cycles in flight did not overlap their syncs there: two loops of
+   * write + fdatasync reached 8–11k syncs/s through one descriptor against 9–15k through two
+   * (Bun: 15k either way). A sync makes the file's data durable whichever descriptor names it.
+   */
+  #syncFd = -1;
 
   constructor(path: string, fd: number) {
     this.path = path;
@@ -93,10 +103,12 @@ class FsFile implements DeviceFile {
   }
 
   sync(mode: SyncMode): Promise<void> {
-    const fd = this.#openFd;
+    const fd = this.#syncsInFlight > 0 ? this.#secondFd() : this.#openFd;
     const syscall = mode === "full" ? "fsync" : "fdatasync";
+    this.#syncsInFlight++;
     return new Promise((resolve, reject) => {
       const done = (error: Error | null) => {
+        this.#syncsInFlight--;
         if (!error) return resolve();
         try {
           toIoError(error, syscall, this.path);
@@ -107,6 +119,19 @@ class FsFile implements DeviceFile {
       if (mode === "full") fs.fsync(fd, done);
       else fs.fdatasync(fd, done);
     });
+  }
+
+  /** The descriptor for a sync started while another is in flight (the main one if it cannot open). */
+  #secondFd(): number {
+    const fd = this.#openFd;
+    if (this.#syncFd < 0) {
+      try {
+        this.#syncFd = fs.openSync(this.path, fs.constants.O_RDONLY);
+      } catch {
+        return fd; // out of descriptors, say: the syncs still run, one after another
+      }
+    }
+    return this.#syncFd;
   }
 
   syncNow(mode: SyncMode): void {
@@ -124,11 +149,17 @@ class FsFile implements DeviceFile {
     };
   }
 
+  /** Closes the file; the caller waits for its syncs first (a queued sync names the descriptor). */
   close(): void {
     if (this.#fd < 0) return;
     const fd = this.#fd;
-    this.#fd = -1;
-    attempt("close", this.path, () => fs.closeSync(fd));
+    const syncFd = this.#syncFd;
+    this.#fd = this.#syncFd = -1;
+    try {
+      if (syncFd >= 0) attempt("close", this.path, () => fs.closeSync(syncFd));
+    } finally {
+      attempt("close", this.path, () => fs.closeSync(fd));
+    }
   }
 }
 

@@ -31,9 +31,15 @@ export interface IndexCheckpoint {
   entries: Float64Array;
 }
 
+/** Bytes of the checkpoint's header: `entries` placed this far into their buffer are not copied. */
+export const INDEX_CHECKPOINT_HEADER_BYTES = HEADER_BYTES;
+
 /**
  * Writes the checkpoint for `entries` (pairs as in {@linkcode IndexCheckpoint}) atomically.
- * `syncs` false (durability "none") skips the syncs.
+ * `syncs` false (durability "none") skips the syncs. When `entries` start exactly
+ * {@linkcode INDEX_CHECKPOINT_HEADER_BYTES} into an `ArrayBuffer` that ends with them, the header
+ * is written into those first bytes and the file from that buffer: a checkpoint of millions of
+ * slots is not copied (a 24 MB copy into a fresh buffer took 18–20 ms, mostly page faults).
  */
 export async function writeIndexCheckpoint(
   device: Device,
@@ -44,14 +50,19 @@ export async function writeIndexCheckpoint(
   syncs: boolean,
 ): Promise<void> {
   const count = entries.length / 2;
-  const bytes = new Uint8Array(HEADER_BYTES + count * ENTRY_BYTES);
-  const view = new DataView(bytes.buffer);
+  const inPlace = entries.byteOffset === HEADER_BYTES && entries.buffer instanceof ArrayBuffer &&
+    entries.buffer.byteLength === HEADER_BYTES + entries.byteLength;
+  const bytes = inPlace
+    ? new Uint8Array(entries.buffer)
+    : new Uint8Array(HEADER_BYTES + count * ENTRY_BYTES);
+  const view = new DataView(bytes.buffer, 0, HEADER_BYTES);
+  for (let at = 0; at < HEADER_BYTES; at += 4) view.setUint32(at, 0, true);
   view.setUint32(4, MAGIC, true);
   view.setUint32(8, FORMAT_VERSION, true);
   view.setUint32(12, logId, true);
   view.setFloat64(16, coveredAddress, true);
   view.setFloat64(24, count, true);
-  new Float64Array(bytes.buffer, HEADER_BYTES).set(entries);
+  if (!inPlace) new Float64Array(bytes.buffer, HEADER_BYTES).set(entries);
   view.setUint32(0, checksum(bytes.subarray(4), 0), true);
   const path = join(dir, INDEX_FILE_NAME);
   const tempPath = `${path}.tmp`;

@@ -43,6 +43,13 @@ const CHUNK_COMPACTING = 5;
 /** Bytes of an entry header in the region. */
 export const REGION_ENTRY_HEADER_BYTES = 40;
 
+/**
+ * Longest value {@linkcode MutableRegion.copyValueTo} copies word by word: below it the loop beat
+ * `subarray` + `set` (100 B: 40–50 ns against 50–130 ns in both runtimes), above it `set`'s
+ * memcpy wins (1 KiB: 160–210 ns against 65–80 ns).
+ */
+const COPY_BY_WORDS_BYTES_MAX = 256;
+
 // Control words (Int32Array over their own SharedArrayBuffer); then one 64-byte line per chunk,
 // so threads allocating in different chunks never write to the same cache line.
 const SEQUENCE = 0; // sequence blocks taken so far, low 32 bits
@@ -415,6 +422,29 @@ export class MutableRegion {
   /** Accept sequence number of the entry at `offset` (orders entries by accept). */
   sequenceAt(offset: number): number {
     return this.#floats[(offset >>> 3) + 4];
+  }
+  /** Bytes of the value of the entry at `offset`. */
+  valueLengthAt(offset: number): number {
+    return this.#words[(offset >>> 2) + 7];
+  }
+  /**
+   * Copies the value of the entry at `offset` to byte `at` of `bytes` (`words`: the same buffer
+   * as 32-bit words). A short value is copied word by word, which makes no view: a commit copies
+   * every value once, and a view per value was most of the garbage of a commit (and slower).
+   */
+  copyValueTo(offset: number, bytes: Uint8Array, words: Uint32Array, at: number): void {
+    const length = this.#words[(offset >>> 2) + 7];
+    const from = offset + REGION_ENTRY_HEADER_BYTES;
+    if (length > COPY_BY_WORDS_BYTES_MAX || (at & 3) !== 0) {
+      bytes.set(this.#bytes.subarray(from, from + length), at);
+      return;
+    }
+    const source = this.#words;
+    let i = from >>> 2;
+    let j = at >>> 2;
+    for (const end = i + (length >>> 2); i < end;) words[j++] = source[i++];
+    const sourceBytes = this.#bytes;
+    for (let k = length & ~3; k < length; k++) bytes[at + k] = sourceBytes[from + k];
   }
   /** A view of the value of the entry at `offset` (valid until the entry is freed). */
   valueAt(offset: number): Uint8Array {

@@ -64,11 +64,20 @@ function checksummedLength(kind: number, lengthBytes: number): number {
 }
 
 /** Computes and stores the checksum of the record whose header is at `offset`. */
-export function sealRecord(bytes: Uint8Array, words: Uint32Array, offset: number, seed: number) {
+export function sealRecord(
+  bytes: Uint8Array,
+  words: Uint32Array,
+  offset: number,
+  seed: number,
+  rangeChecksum?: RangeChecksum,
+) {
   const w = offset >>> 2;
   const kind = (words[w + 3] >>> 16) & 0xff;
   const span = checksummedLength(kind, words[w + 1]);
-  words[w] = checksum(bytes.subarray(offset + 4, offset + 4 + span), seed);
+  // A range checksum sums `bytes.buffer` from its start, where `bytes` must start too.
+  words[w] = rangeChecksum !== undefined
+    ? rangeChecksum(offset + 4, span, seed)
+    : checksum(bytes.subarray(offset + 4, offset + 4 + span), seed);
 }
 
 /**

@@ -42,6 +42,8 @@ export function wordOffset(word: number): number {
 
 const LANE_BITS = 6;
 const LANES = 1 << LANE_BITS;
+/** Slots per leaf (see {@linkcode SlotIndex.forEachLeaf}). */
+export const LEAF_SLOTS = LANES;
 const FANOUT = 256;
 const LEAF_WORDS = LANES * 3; // 64 state words, then 64 float64 addresses
 const INNER_WORDS = FANOUT;
@@ -82,6 +84,12 @@ export class SlotIndex {
   #cachedGeneration = 0;
   #cachedHigh = -1;
   #cachedNode = 0;
+  /**
+   * Owner only: recycled leaves the free ring had no room for (a truncation can free thousands),
+   * used by this thread first and offered to the ring as it drains. Before, they were dropped: a
+   * log truncating 200k slots at a time filled a 16 MiB index in 9 rounds with no slot left.
+   */
+  #spare: number[] = [];
 
   /** Creates an index of `sizeBytes`, or attaches to the `buffer` of an existing one. */
   constructor(buffer?: SharedArrayBuffer, sizeBytes: number = INDEX_SIZE_BYTES_DEFAULT) {
@@ -120,7 +128,7 @@ export class SlotIndex {
       // The counters only grow, so a successful swap means no other thread took this leaf.
       if (Atomics.compareExchange(words, FREE_POPPED, popped, popped + 1) === popped) return leaf;
     }
-    return this.#allocate(LEAF_WORDS);
+    return this.#spare.pop() ?? this.#allocate(LEAF_WORDS);
   }
 
   /**
@@ -230,28 +238,79 @@ export class SlotIndex {
 
   /** Calls `visit(slot, word, position)` for every non-empty slot, in slot order. */
   forEach(visit: (slot: number, word: number, position: number) => void): void {
+    const words = this.words;
+    this.forEachLeaf((firstSlot, leaf) => {
+      for (let lane = 0; lane < LEAF_SLOTS; lane++) {
+        const word = Atomics.load(words, leaf + lane);
+        if (word !== SLOT_EMPTY) visit(firstSlot + lane, word, leaf + lane);
+      }
+    });
+  }
+
+  /**
+   * Calls `visit(firstSlot, leaf)` for every leaf, in slot order: slot `firstSlot + lane` has
+   * position `leaf + lane` for lanes 0 to {@linkcode LEAF_SLOTS} − 1.
+   */
+  forEachLeaf(visit: (firstSlot: number, leaf: number) => void): void {
     this.#walk(Atomics.load(this.words, ROOT), 5, 0, visit);
+  }
+
+  /**
+   * Owner only (the one thread that writes {@linkcode SLOT_COMMITTED}): every committed slot
+   * whose address is below `addressEnd`, as pairs (slot, address) in slot order, starting
+   * `offsetBytes` (a multiple of 8) into a new buffer, so a caller can put a header before them
+   * without copying them. The index checkpoint walks millions of slots with this on the owner's
+   * turn, so it is one flat loop over plain loads (no call per slot; a committed word changes only
+   * in this thread) into a typed array: 1.5M slots took 20–30 ms against 85–130 ms for `forEach`
+   * with a closure pushing onto an array, in both runtimes.
+   */
+  committedPairs(addressEnd: number, offsetBytes = 0): Float64Array {
+    const leaves: number[] = [];
+    this.forEachLeaf((firstSlot, leaf) => {
+      leaves.push(firstSlot, leaf);
+    });
+    const words = this.words;
+    const floats = this.#floats;
+    // Counted first, so the buffer is exact (an upper bound is 64 times too large for sparse slots).
+    let count = 0;
+    for (let i = 1; i < leaves.length; i += 2) {
+      const leaf = leaves[i];
+      const addresses = (leaf >>> 1) + (LANES >>> 1);
+      for (let lane = 0; lane < LANES; lane++) {
+        if (words[leaf + lane] === SLOT_COMMITTED && floats[addresses + lane] < addressEnd) count++;
+      }
+    }
+    const pairs = new Float64Array(new ArrayBuffer(offsetBytes + count * 16), offsetBytes);
+    let at = 0;
+    for (let i = 0; i < leaves.length && at < pairs.length; i += 2) {
+      const firstSlot = leaves[i];
+      const leaf = leaves[i + 1];
+      const addresses = (leaf >>> 1) + (LANES >>> 1);
+      for (let lane = 0; lane < LANES; lane++) {
+        if (words[leaf + lane] !== SLOT_COMMITTED) continue;
+        const address = floats[addresses + lane];
+        if (address >= addressEnd) continue;
+        pairs[at++] = firstSlot + lane;
+        pairs[at++] = address;
+      }
+    }
+    if (at !== pairs.length) throw new Error("assertion failed: committed slots changed mid-walk");
+    return pairs;
   }
 
   #walk(
     node: number,
     level: number,
     prefix: number,
-    visit: (slot: number, word: number, position: number) => void,
+    visit: (firstSlot: number, leaf: number) => void,
   ): void {
     const words = this.words;
     for (let digit = 0; digit < FANOUT; digit++) {
       const child = Atomics.load(words, node + digit);
       if (child === 0) continue;
       const block = prefix * FANOUT + digit;
-      if (level > 0) {
-        this.#walk(child, level - 1, block, visit);
-        continue;
-      }
-      for (let lane = 0; lane < LANES; lane++) {
-        const word = Atomics.load(words, child + lane);
-        if (word !== SLOT_EMPTY) visit(block * LANES + lane, word, child + lane);
-      }
+      if (level > 0) this.#walk(child, level - 1, block, visit);
+      else visit(block * LANES, child);
     }
   }
 
@@ -293,14 +352,18 @@ export class SlotIndex {
    */
   recycle(leaves: readonly number[], onAccepted: (word: number) => void): void {
     const words = this.words;
+    const spare = this.#spare;
     for (const leaf of leaves) {
       for (let lane = 0; lane < LANES; lane++) {
         const word = Atomics.exchange(words, leaf + lane, SLOT_EMPTY);
         if (word >= 2) onAccepted(word);
       }
+      spare.push(leaf);
+    }
+    while (spare.length > 0) {
       const pushed = Atomics.load(words, FREE_PUSHED);
-      if (((pushed - Atomics.load(words, FREE_POPPED)) | 0) >= FREE_RING_SIZE) continue;
-      Atomics.store(words, FREE_RING + ((pushed >>> 0) % FREE_RING_SIZE), leaf);
+      if (((pushed - Atomics.load(words, FREE_POPPED)) | 0) >= FREE_RING_SIZE) break;
+      Atomics.store(words, FREE_RING + ((pushed >>> 0) % FREE_RING_SIZE), spare.pop()!);
       Atomics.store(words, FREE_PUSHED, pushed + 1);
     }
   }

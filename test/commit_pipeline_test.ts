@@ -220,4 +220,97 @@ describe("group commit with a cycle in flight", () => {
     device.holding = false;
     await log.close();
   });
+
+  for (const committers of [100, 200]) {
+    test(
+      `${committers} committers in lockstep: ${
+        committers >= 128
+          ? "the next cycle starts once half joined, the rest join another"
+          : "one cycle"
+      }`,
+      async () => {
+        const device = new HeldSyncDevice();
+        const log = await openLog(device);
+        const rounds: Array<Array<ReturnType<typeof watch>>> = [[], []];
+        const lanes = Array.from({ length: committers }, async (_, lane) => {
+          for (let round = 0; round < 2; round++) {
+            log.enqueue(bytes(`lane ${lane} round ${round}`));
+            const commit = log.commit();
+            rounds[round].push(watch(commit));
+            await commit;
+          }
+        });
+        await settle();
+        assert.equal(device.pending.length, 1, "every lane joined the first cycle");
+        device.take(0).release();
+        await settle();
+        assert.ok(rounds[0].every((w) => w.done && w.error === undefined));
+        assert.equal(rounds[1].length, committers, "every lane committed again");
+        const split = committers >= 128;
+        assert.equal(device.pending.length, split ? 2 : 1);
+        device.take(0).release();
+        await settle();
+        const done = rounds[1].map((w) => w.done);
+        const half = committers / 2;
+        if (split) {
+          assert.deepEqual(done.slice(0, half), Array(half).fill(true), "the first half's cycle");
+          assert.deepEqual(done.slice(half), Array(half).fill(false), "the rest wait for theirs");
+          device.take(0).release();
+          await settle();
+        }
+        assert.ok(rounds[1].every((w) => w.done && w.error === undefined));
+        await Promise.all(lanes);
+        device.holding = false;
+        await log.close();
+      },
+    );
+  }
+
+  test("ConsensusLog: more slots frozen than its queue first holds (512) all commit, each with its cycle", async () => {
+    const device = new HeldSyncDevice();
+    const log = await ConsensusLog.open({ dir: "/consensus", device, durability: "data" });
+    device.holding = true;
+    const ballot = { round: 1, node: 1 };
+    const value = (slot: number) => bytes(`value of ${slot}`);
+    let next = 0;
+    const commitSlots = (count: number) => {
+      const waits = [];
+      for (let i = 0; i < count; i++, next++) {
+        log.accept(next, ballot, value(next));
+        waits.push(watch(log.commit(next)));
+      }
+      return { first: next - count, end: next, waits };
+    };
+    const a = commitSlots(400);
+    await settle();
+    const b = commitSlots(100);
+    await settle();
+    assert.equal(device.pending.length, 2, "cycles a and b are in flight");
+    device.take(0).release();
+    await settle();
+    assert.ok(a.waits.every((w) => w.done && w.error === undefined));
+    // 100 slots still wait at the queue's end: 200 more reach it, so the live part moves to the
+    // front; 600 more after them outgrow it.
+    const c = commitSlots(200);
+    await settle();
+    const d = commitSlots(600);
+    for (let slot = b.first; slot < d.end; slot++) {
+      assert.equal(log.read(slot)?.committed, false, `slot ${slot} waits for its cycle`);
+    }
+    for (const cycle of [b, c, d]) {
+      assert.ok(cycle.waits.every((w) => !w.done));
+      while (!cycle.waits.every((w) => w.done)) {
+        await settle();
+        device.take(0).release();
+        await settle();
+      }
+      assert.ok(cycle.waits.every((w) => w.error === undefined));
+      for (let slot = cycle.first; slot < cycle.end; slot++) {
+        assert.deepEqual(log.readCommitted(slot)?.value, value(slot));
+      }
+      if (cycle !== d) assert.equal(log.read(cycle.end)?.committed, false);
+    }
+    device.holding = false;
+    await log.close();
+  });
 });

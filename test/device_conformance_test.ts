@@ -2,6 +2,7 @@
 // unarmed), then what only the in-memory device promises: what a power loss keeps and loses.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
 import { join } from "node:path";
 import type { Device } from "../src/device.ts";
 import { IoError, LockedError } from "../src/errors.ts";
@@ -264,6 +265,43 @@ function contents(device: Device, path: string): Uint8Array {
   file.close();
   return bytes;
 }
+
+describe("fs device", () => {
+  /** Descriptors open in this process (/proc/self/fd needs Deno's --allow-all; fstat does not). */
+  const openDescriptors = () => {
+    let open = 0;
+    for (let fd = 0; fd < 4096; fd++) {
+      try {
+        fs.fstatSync(fd);
+        open++;
+      } catch {
+        // not open
+      }
+    }
+    return open;
+  };
+
+  test("syncs of one file in flight at once all resolve, and close leaves no descriptor open", async () => {
+    using dir = tempDir("hybridlog-device-");
+    const before = openDescriptors();
+    const file = fsDevice.open(join(dir.path, "a"), { create: true });
+    for (let round = 0; round < 3; round++) {
+      file.write(entryBytes(round, 4096), round * 4096);
+      // Three at once: the second and third go through a second descriptor of the file.
+      await Promise.all([file.sync("data"), file.sync("full"), file.sync("data")]);
+    }
+    assert.equal(openDescriptors(), before + 2, "the file and its sync descriptor");
+    await file.sync("data"); // alone again: through the file's own descriptor
+    file.close();
+    assert.equal(openDescriptors(), before, "close closed both");
+    assert.throws(() => file.sync("data"), isIoError("EBADF"));
+    const read = fsDevice.open(join(dir.path, "a"), { readOnly: true });
+    const bytes = new Uint8Array(3 * 4096);
+    read.read(bytes, 0);
+    read.close();
+    assert.deepEqual(bytes.subarray(8192), entryBytes(2, 4096));
+  });
+});
 
 describe("MemoryDevice power loss", () => {
   test("drop loses unsynced writes and keeps synced ones", () => {

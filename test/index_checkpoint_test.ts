@@ -1,0 +1,84 @@
+/**
+ * The slot index's bulk walk for the index checkpoint (`committedPairs`), and the checkpoint
+ * file written from pairs in place (after room for its header) or copied.
+ *
+ * @module
+ */
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  INDEX_CHECKPOINT_HEADER_BYTES,
+  readIndexCheckpoint,
+  writeIndexCheckpoint,
+} from "../src/index_checkpoint.ts";
+import { MemoryDevice } from "../src/memory_device.ts";
+import { acceptedWord, SLOT_COMMITTED, SlotIndex } from "../src/slot_index.ts";
+
+/** The pairs `committedPairs` should give, found the slow way (`forEach`). */
+function expectedPairs(index: SlotIndex, addressEnd: number): number[] {
+  const pairs: number[] = [];
+  index.forEach((slot, word, position) => {
+    const address = index.addressAt(position);
+    if (word === SLOT_COMMITTED && address < addressEnd) pairs.push(slot, address);
+  });
+  return pairs;
+}
+
+describe("index checkpoint", () => {
+  test("committedPairs lists committed slots below the address in slot order, nothing else", () => {
+    const index = new SlotIndex(undefined, 1024 * 1024);
+    // Dense runs, one slot per leaf, huge slots, and accepted or frozen words between them.
+    const slots = [0, 1, 2, 63, 64, 65, 130, 4096, 70_000, 2 ** 31 + 5, 2 ** 40, 2 ** 52 + 3];
+    for (let slot = 1000; slot < 1200; slot++) slots.push(slot);
+    for (const [i, slot] of slots.entries()) index.setCommitted(slot, i * 1000);
+    for (const slot of [3, 66, 1200, 70_001]) {
+      const position = index.position(slot, true);
+      Atomics.store(index.words, position, slot === 66 ? -acceptedWord(64) : acceptedWord(8));
+    }
+    for (const addressEnd of [0, 5000, 150_000, Infinity]) {
+      const pairs = index.committedPairs(addressEnd);
+      assert.deepEqual([...pairs], expectedPairs(index, addressEnd), `below ${addressEnd}`);
+      assert.equal(pairs.byteOffset, 0);
+      assert.equal(pairs.buffer.byteLength, pairs.byteLength, "the buffer is exactly the pairs");
+    }
+    assert.equal(index.committedPairs(Infinity).length, slots.length * 2);
+    const placed = index.committedPairs(Infinity, INDEX_CHECKPOINT_HEADER_BYTES);
+    assert.equal(placed.byteOffset, INDEX_CHECKPOINT_HEADER_BYTES);
+    assert.deepEqual([...placed], expectedPairs(index, Infinity));
+  });
+
+  test("a checkpoint written from pairs in place or from a plain array reads back the same", async () => {
+    const pairs = [5, 100, 6, 200, 2 ** 52, 300, 7, -41];
+    const headerBytes = INDEX_CHECKPOINT_HEADER_BYTES;
+    const room = new Uint8Array(headerBytes + pairs.length * 8).fill(0xff); // garbage header room
+    const inPlace = new Float64Array(room.buffer, headerBytes);
+    inPlace.set(pairs);
+    const cases: Array<[string, Float64Array]> = [
+      ["in place", inPlace],
+      ["copied", new Float64Array(pairs)],
+      ["copied from a view", new Float64Array([0, 0, ...pairs]).subarray(2)],
+    ];
+    const files: Uint8Array[] = [];
+    for (const [name, entries] of cases) {
+      const device = new MemoryDevice();
+      device.makeDirectory("/log");
+      await writeIndexCheckpoint(device, "/log", 7, 12_345, entries, true);
+      const file = device.open("/log/index", { readOnly: true });
+      const bytes = new Uint8Array(file.sizeBytes());
+      file.read(bytes, 0);
+      file.close();
+      files.push(bytes);
+      assert.deepEqual(files[files.length - 1], files[0], `${name}: the same bytes as in place`);
+      const read = readIndexCheckpoint(device, "/log", 7);
+      assert.ok(read, `${name}: the checkpoint validates`);
+      assert.equal(read.coveredAddress, 12_345);
+      assert.deepEqual([...read.entries], pairs, name);
+      assert.equal(readIndexCheckpoint(device, "/log", 8), undefined, "another log's id fails");
+    }
+    assert.deepEqual(
+      files[0].subarray(32, headerBytes),
+      new Uint8Array(32),
+      "reserved bytes are 0",
+    );
+  });
+});
