@@ -798,26 +798,11 @@ export class DurableTail {
       for (const segment of segments) segment.dirty = segment.fresh = false;
       return undefined;
     }
-    if (this.inlineSync) {
-      // On this thread, in the order the pool would finish them: segments, then the directory
-      // that gained a new one. A throw poisons the log in the caller, never retried.
-      const startedMs = performance.now();
-      let fresh = false;
-      for (const segment of segments) {
-        if (!segment.dirty) continue;
-        segment.dirty = false;
-        fresh ||= segment.fresh;
-        this.#stats.syncs++;
-        segment.file.syncNow(segment.fresh ? "full" : this.durability);
-        segment.fresh = false;
-      }
-      if (fresh) {
-        this.#stats.syncs++;
-        this.#device.syncDirectoryNow(this.dir);
-      }
-      this.metrics.syncSeconds.observe((performance.now() - startedMs) / 1000);
-      return undefined;
-    }
+    // With inlineSync each sync runs here, on this thread, in the order the pool would finish
+    // them (segments, then the directory that gained a new one); a throw poisons the log in the
+    // caller, never retried.
+    const inline = this.inlineSync;
+    const startedMs = inline ? performance.now() : 0;
     let single: Promise<void> | undefined;
     let work: Promise<void>[] | undefined;
     let fresh = false;
@@ -825,10 +810,24 @@ export class DurableTail {
       if (!segment.dirty) continue;
       segment.dirty = false;
       fresh ||= segment.fresh;
-      const sync = segment.file.sync(segment.fresh ? "full" : this.durability);
+      const mode = segment.fresh ? "full" : this.durability;
       segment.fresh = false;
+      if (inline) {
+        this.#stats.syncs++;
+        segment.file.syncNow(mode);
+        continue;
+      }
+      const sync = segment.file.sync(mode);
       if (single === undefined) single = sync;
       else (work ??= [single]).push(sync);
+    }
+    if (inline) {
+      if (fresh) {
+        this.#stats.syncs++;
+        this.#device.syncDirectoryNow(this.dir);
+      }
+      this.metrics.syncSeconds.observe((performance.now() - startedMs) / 1000);
+      return undefined;
     }
     if (fresh) (work ??= single ? [single] : []).push(this.#device.syncDirectory(this.dir));
     if (work === undefined) {
