@@ -36,6 +36,9 @@ const FILES = {
 };
 /** Target 8's bound: p99 timer lag, in ms. */
 const LAG_P99_MS_MAX = 1;
+/** Floor-table rows of 100 appends + one commit: the log with inlineSync, and the default. */
+const GROUP_INLINE = /^group commit of \d+, inlineSync, vs [^,]*fdatasync$/;
+const GROUP_DEFAULT = /^group commit of \d+ vs [^,]*fdatasync$/;
 /** Target 9a's bound: JS heap growth from 1M to the last sample (10M), bytes per entry. */
 const HEAP_GROWTH_BYTES_PER_ENTRY_MAX = 1;
 /** Entries a memory run must reach for target 9 ("10M entries"). */
@@ -349,14 +352,10 @@ const TARGETS = [
     ratioMeans: "hybridlog entries/s ÷ floor entries/s; the log with inlineSync when measured",
     check(files) {
       const rows = jsonOf(files.log).table ?? [];
-      const hasInline = rows.some?.((row) =>
-        /^group commit of \d+, inlineSync, vs [^,]*fdatasync$/.test(row.workload)
-      );
+      const hasInline = rows.some?.((row) => GROUP_INLINE.test(row.workload));
       const { workload, oursNs, floorNs } = floorRow(
         files.log,
-        hasInline
-          ? /^group commit of \d+, inlineSync, vs [^,]*fdatasync$/
-          : /^group commit of \d+ vs [^,]*fdatasync$/,
+        hasInline ? GROUP_INLINE : GROUP_DEFAULT,
       );
       const entries = Number(workload.match(/^group commit of (\d+)/)[1]);
       const rate = (ns) => perSecond(entries / ns * 1e9, "entries");
@@ -368,9 +367,7 @@ const TARGETS = [
         ),
       ];
       // Context: the default (sync on the worker pool) against the floor and the pooled floor.
-      const defaultRow = rows.find?.((row) =>
-        /^group commit of \d+ vs [^,]*fdatasync$/.test(row.workload)
-      );
+      const defaultRow = rows.find?.((row) => GROUP_DEFAULT.test(row.workload));
       if (hasInline && defaultRow?.hybridlogNs > 0) {
         figures.push(from(
           `default (sync on the worker pool) ${rate(defaultRow.hybridlogNs)} → ${
