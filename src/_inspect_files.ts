@@ -86,6 +86,7 @@ const readOnlyDevice: Device = {
       sizeBytes: () => fs.fstatSync(fd).size,
       read: (into, position) => readAt(fd, into, position),
       write: refuse,
+      writeAsync: refuse,
       allocate: refuse,
       truncate: refuse,
       sync: refuse,

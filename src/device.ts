@@ -27,6 +27,11 @@ export interface DeviceFile {
   sizeBytes(): number;
   /** Writes every byte of `bytes` at `positionBytes` (short writes are continued). */
   write(bytes: Uint8Array, positionBytes: number): void;
+  /**
+   * Like {@linkcode DeviceFile.write}, off the JS thread: resolves once every byte is written. The
+   * caller must not change `bytes` until then.
+   */
+  writeAsync(bytes: Uint8Array, positionBytes: number): Promise<void>;
   /** Reads up to `into.length` bytes at `positionBytes`; returns how many were read. */
   read(into: Uint8Array, positionBytes: number): number;
   /** Reserves real blocks for `[offsetBytes, offsetBytes + lengthBytes)` (never sparse). */

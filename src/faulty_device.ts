@@ -4,9 +4,9 @@
  * the write path in one sequence, and can be armed to fail the n-th of them with an errno, to
  * store only part of a write, or to acknowledge syncs without making anything durable.
  *
- * Counted, in one sequence: `open` with `create` (`"create"`), and a file's `write`, `allocate`,
- * `truncate`, `sync`, `syncNow`; the device's `rename`, `remove`, `syncDirectory` and
- * `syncDirectoryNow`. Reads, `makeDirectory`, `list`, `exists`, `lock`, `view` and `close` pass
+ * Counted, in one sequence: `open` with `create` (`"create"`), and a file's `write` (and
+ * `writeAsync`, counted as `"write"`), `allocate`, `truncate`, `sync`, `syncNow`; the device's
+ * `rename`, `remove`, `syncDirectory` and `syncDirectoryNow`. Reads, `makeDirectory`, `list`, `exists`, `lock`, `view` and `close` pass
  * through uncounted.
  *
  * @module
@@ -144,6 +144,16 @@ class FaultyFile implements DeviceFile {
     }
     if (rule) throw new IoError("write", rule.errno, this.path);
     this.#inner.write(bytes, positionBytes);
+  }
+
+  async writeAsync(bytes: Uint8Array, positionBytes: number): Promise<void> {
+    const rule = this.#record("write", this.path);
+    if (rule) {
+      await later(); // the failure arrives from the worker thread, later
+      if (rule.shortWrite) this.#inner.write(bytes.subarray(0, bytes.length >>> 1), positionBytes);
+      throw new IoError("write", rule.errno, this.path);
+    }
+    return this.#inner.writeAsync(bytes, positionBytes);
   }
 
   read(into: Uint8Array, positionBytes: number): number {

@@ -79,6 +79,27 @@ class FsFile implements DeviceFile {
     }
   }
 
+  writeAsync(bytes: Uint8Array, positionBytes: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const fd = this.#openFd; // a closed file rejects, as a failed write does
+      const next = (done: number) => {
+        if (done === bytes.length) return resolve();
+        fs.write(fd, bytes, done, bytes.length - done, positionBytes + done, (error, written) => {
+          if (error) {
+            try {
+              toIoError(error, "write", this.path);
+            } catch (converted) {
+              return reject(converted);
+            }
+          }
+          if (written <= 0) return reject(new IoError("write", "EIO", this.path));
+          next(done + written);
+        });
+      };
+      next(0);
+    });
+  }
+
   read(into: Uint8Array, positionBytes: number): number {
     const fd = this.#openFd;
     let done = 0;

@@ -138,6 +138,12 @@ class MemoryFile implements DeviceFile {
     inode.markDirty(positionBytes, end, ++this.#volume.sequence, true);
   }
 
+  async writeAsync(bytes: Uint8Array, positionBytes: number): Promise<void> {
+    this.#writable("write");
+    await later();
+    this.write(bytes, positionBytes);
+  }
+
   read(into: Uint8Array, positionBytes: number): number {
     const inode = this.#open;
     checkRange("read", this.path, positionBytes);

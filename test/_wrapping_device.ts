@@ -8,6 +8,7 @@ export function forwardingFile(file: DeviceFile, overrides: Partial<DeviceFile> 
     path: file.path,
     sizeBytes: () => file.sizeBytes(),
     write: (bytes, position) => file.write(bytes, position),
+    writeAsync: (bytes, position) => file.writeAsync(bytes, position),
     read: (into, position) => file.read(into, position),
     allocate: (offset, length) => file.allocate(offset, length),
     truncate: (length) => file.truncate(length),

@@ -95,6 +95,24 @@ for (const make of devices) {
       file.close();
     });
 
+    test("writeAsync writes every byte off the JS thread and resolves once they read back", async () => {
+      using s = make.make();
+      const file = s.device.open(join(s.root, "a"), { create: true });
+      const bytes = entryBytes(3, 70_000);
+      const pending = file.writeAsync(bytes, 100);
+      assert.ok(pending instanceof Promise);
+      await pending;
+      assert.equal(file.sizeBytes(), 70_100);
+      const back = new Uint8Array(70_000);
+      assert.equal(file.read(back, 100), 70_000);
+      assert.deepEqual(back, bytes);
+      file.close();
+      const readOnly = s.device.open(join(s.root, "a"), { readOnly: true });
+      await assert.rejects(readOnly.writeAsync(new Uint8Array(1), 0), isIoError("EBADF"));
+      readOnly.close();
+      await assert.rejects(file.writeAsync(new Uint8Array(1), 0), isIoError("EBADF"));
+    });
+
     test("a write at an offset past the end extends the size; the gap reads as zeros", () => {
       using s = make.make();
       const file = s.device.open(join(s.root, "a"), { create: true });
