@@ -48,6 +48,16 @@ export interface AppendLogOptions {
    * writer with nothing else on its loop; servers keep the default.
    */
   inlineSync?: boolean;
+  /**
+   * Write zeros through each new segment, off the JS thread and ahead of need, before the log
+   * writes to it (default false). A preallocated segment's blocks are unwritten extents, and the
+   * first write to each makes its sync also commit the file system's journal; into zero-filled
+   * blocks a sync writes data only. Measured here: a commit of 100 × 100 B syncs in ~60 µs
+   * instead of ~130, and a lone commit's p99 drops by a third (its p50 rises ~5 µs). Costs a
+   * second write of every segment and one spare segment file on disk (kept across reopens); a
+   * new log's `open` waits for its first segment to be filled (about 60 ms for 64 MiB here).
+   */
+  zeroFillSegments?: boolean;
   /** The storage device (default: the real file system). Tests inject faulty devices here. */
   device?: Device;
   /** The metrics registry the log records into (default `defaultMetrics`). */
@@ -92,6 +102,15 @@ export interface AppendLogStats {
   readonly bytesWritten: number;
   /** Bytes of segment files mapped for reading. */
   readonly mappedBytes: number;
+  /**
+   * Zero-filled spare segments made ready (`zeroFillSegments`): written and synced, or kept from
+   * the last open.
+   */
+  readonly zeroFillPrepared: number;
+  /** Segments made from those spares. */
+  readonly zeroFillInstalled: number;
+  /** Spare preparations that failed; each segment is then preallocated as without the option. */
+  readonly zeroFillFailed: number;
 }
 
 /**
@@ -133,7 +152,7 @@ export class AppendLog {
    * @throws {IoError} A system call failed.
    */
   static open(options: AppendLogOptions): Promise<AppendLog> {
-    return Promise.resolve().then(() => {
+    return Promise.resolve().then(async () => {
       const what = "open log";
       const common = checkLogOptions(what, options);
       const entryLimit = Math.min(
@@ -151,6 +170,7 @@ export class AppendLog {
       const startedMs = performance.now();
       const tail = DurableTail.open(common);
       const log = new AppendLog(tail, entrySizeBytesMax);
+      await tail.zeroFillEmptyTail();
       tail.metrics.recovered(startedMs, tail.recoveredTruncatedTail);
       return log;
     });

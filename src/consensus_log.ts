@@ -118,6 +118,16 @@ export interface ConsensusLogOptions {
    * writer with nothing else on its loop; servers keep the default.
    */
   inlineSync?: boolean;
+  /**
+   * Write zeros through each new segment, off the JS thread and ahead of need, before the log
+   * writes to it (default false). A preallocated segment's blocks are unwritten extents, and the
+   * first write to each makes its sync also commit the file system's journal; into zero-filled
+   * blocks a sync writes data only. Measured here: a commit of 100 × 100 B syncs in ~60 µs
+   * instead of ~130, and a lone commit's p99 drops by a third (its p50 rises ~5 µs). Costs a
+   * second write of every segment and one spare segment file on disk (kept across reopens); a
+   * new log's `open` waits for its first segment to be filled (about 60 ms for 64 MiB here).
+   */
+  zeroFillSegments?: boolean;
   /** The storage device (default: the real file system). */
   device?: Device;
   /** The metrics registry the log records into (default `defaultMetrics`). */
@@ -152,6 +162,15 @@ export interface ConsensusLogStats {
   readonly bytesWritten: number;
   /** Tail checkpoints written. */
   readonly checkpoints: number;
+  /**
+   * Zero-filled spare segments made ready (`zeroFillSegments`): written and synced, or kept from
+   * the last open.
+   */
+  readonly zeroFillPrepared: number;
+  /** Segments made from those spares. */
+  readonly zeroFillInstalled: number;
+  /** Spare preparations that failed; each segment is then preallocated as without the option. */
+  readonly zeroFillFailed: number;
   /** Slots holding an accepted, uncommitted entry. */
   readonly acceptedCount: number;
   /** Slots holding a committed entry (below a truncation point they are gone). */
@@ -252,7 +271,7 @@ export class ConsensusLog {
    * @throws {InvalidArgumentError} An option is out of range.
    */
   static open(options: ConsensusLogOptions): Promise<ConsensusLog> {
-    return Promise.resolve().then(() => {
+    return Promise.resolve().then(async () => {
       const what = "open consensus log";
       const common = checkLogOptions(what, options);
       const mutableSizeBytes = checkSizeOption(
@@ -296,6 +315,7 @@ export class ConsensusLog {
         metricsLabel: typeof label === "string" ? label : undefined,
       });
       try {
+        await tail.zeroFillEmptyTail();
         const hard = HardStateStore.open(tail.device, tail.dir, tail.logId, durability !== "none");
         const log = new ConsensusLog(
           tail,

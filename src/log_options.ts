@@ -28,6 +28,7 @@ export interface CommonLogOptions {
   bufferSizeBytes?: number;
   checkpointIntervalBytes?: number;
   inlineSync?: boolean;
+  zeroFillSegments?: boolean;
   device?: Device;
   metrics?: Metrics;
 }
@@ -43,8 +44,12 @@ export function checkLogOptions(
   if (options.inlineSync !== undefined && typeof options.inlineSync !== "boolean") {
     throw new InvalidArgumentError(`Cannot ${what}: inlineSync must be a boolean`);
   }
+  if (options.zeroFillSegments !== undefined && typeof options.zeroFillSegments !== "boolean") {
+    throw new InvalidArgumentError(`Cannot ${what}: zeroFillSegments must be a boolean`);
+  }
   return {
     inlineSync: options.inlineSync ?? false,
+    zeroFillSegments: options.zeroFillSegments ?? false,
     dir: resolve(options.dir),
     device: options.device ?? fsDevice,
     metrics: checkMetrics(what, options.metrics),

@@ -21,6 +21,7 @@ import {
 } from "./record_format.ts";
 import { recordBytesLimit } from "./recovery.ts";
 import { encodeSegmentHeader, parseSegmentFileName, segmentFileName } from "./segment_format.ts";
+import type { SparePreparer } from "./spare_segment.ts";
 
 /** A view of nothing: what a released segment shows (as a released mapping's views do). */
 const RELEASED_VIEW: FileView = {
@@ -101,6 +102,8 @@ export class SegmentSet {
   readonly logId: number;
   #segments: Segment[] = [];
   #firstIndex = 0;
+  /** Zero-filled spares new segments are made from when one is ready (`zeroFillSegments`). */
+  spares: SparePreparer | undefined = undefined;
 
   constructor(device: Device, dir: string, logId: number, segmentSizeBytes: number) {
     this.device = device;
@@ -160,22 +163,95 @@ export class SegmentSet {
   }
 
   /**
-   * Creates segment `index`: preallocated to the full segment size (never sparse), header
-   * written, mapped. On failure (e.g. `ENOSPC`) the partial file is removed and nothing changes.
+   * Creates segment `index`: from the ready zero-filled spare if there is one, else preallocated
+   * to the full segment size (never sparse); header written, mapped. Then starts preparing the
+   * next spare. On failure (e.g. `ENOSPC`) the partial file is removed and nothing changes.
    */
   create(index: number): Segment {
     const path = this.pathOf(index);
-    const file = this.device.open(path, { create: true, exclusive: true });
+    const segment = this.device.exists(path) ? undefined : this.#fromSpare(index, path);
+    if (segment !== undefined) {
+      this.#push(segment);
+    } else {
+      const file = this.device.open(path, { create: true, exclusive: true });
+      try {
+        file.allocate(0, this.segmentSizeBytes);
+        file.write(encodeSegmentHeader(this.logId, index, this.segmentSizeBytes), 0);
+        const view = file.view(this.segmentSizeBytes);
+        this.#push(new Segment(index, file, this.segmentSizeBytes, view, true));
+      } catch (error) {
+        file.close();
+        this.device.remove(path);
+        throw error;
+      }
+    }
+    this.spares?.start();
+    return this.lastSegment!;
+  }
+
+  /**
+   * Replaces the last segment, `index`, which holds no record, with the ready spare (a new log's
+   * first segment); false when no spare is ready. Either file is a valid empty segment, so a
+   * crash at any point leaves one or the other.
+   */
+  replaceWithSpare(index: number): boolean {
+    const old = this.at(index);
+    if (old === undefined || index !== this.lastIndex) return false;
+    let segment: Segment | undefined;
     try {
-      file.allocate(0, this.segmentSizeBytes);
-      file.write(encodeSegmentHeader(this.logId, index, this.segmentSizeBytes), 0);
-      const view = file.view(this.segmentSizeBytes);
-      return this.#push(new Segment(index, file, this.segmentSizeBytes, view, true));
+      segment = this.#fromSpare(index, old.path);
     } catch (error) {
-      file.close();
-      this.device.remove(path);
+      // Renamed over the old file but not opened: writes must not reach the old, unlinked file.
+      this.#segments.pop();
+      old.release();
       throw error;
     }
+    if (segment === undefined) return false;
+    old.release();
+    this.#segments[this.#segments.length - 1] = segment;
+    this.spares?.start();
+    return true;
+  }
+
+  /**
+   * Segment `index` made from the ready spare, renamed to `path` once its header is written and
+   * synced; `undefined` when no spare is ready or it could not be made ready (it is removed).
+   */
+  #fromSpare(index: number, path: string): Segment | undefined {
+    const spares = this.spares;
+    if (spares === undefined || !spares.take()) return undefined;
+    try {
+      const spare = this.device.open(spares.path);
+      try {
+        spare.write(encodeSegmentHeader(this.logId, index, this.segmentSizeBytes), 0);
+        spare.syncNow("data"); // never retried: on failure the spare is removed
+      } finally {
+        spare.close();
+      }
+      this.device.rename(spares.path, path);
+    } catch {
+      spares.discard();
+      return undefined;
+    }
+    // The file at `path` is a whole segment now; failing to open it leaves it for recovery.
+    const file = this.device.open(path);
+    try {
+      return new Segment(
+        index,
+        file,
+        this.segmentSizeBytes,
+        file.view(this.segmentSizeBytes),
+        true,
+      );
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+  }
+
+  /** The newest segment, or `undefined` when none is held. */
+  get lastSegment(): Segment | undefined {
+    return this.#segments[this.#segments.length - 1];
   }
 
   #push(segment: Segment): Segment {

@@ -32,6 +32,7 @@ import {
 } from "./recovery.ts";
 import { EntryIterator } from "./entry_iterator.ts";
 import { payloadView, recordInSegment, type Segment, type SegmentSet } from "./segments.ts";
+import { removeLeftoverSpare, SparePreparer } from "./spare_segment.ts";
 
 /** How durable a commit is when it resolves. */
 export type Durability = "none" | "data" | "full";
@@ -56,6 +57,8 @@ export interface TailOptions {
   checkpointIntervalBytes: number;
   /** Sync on the JS thread (`syncNow`) rather than on the runtime's worker pool. */
   inlineSync?: boolean;
+  /** Make each new segment from a zero-filled spare prepared in the background. */
+  zeroFillSegments?: boolean;
   /** The registry the log records into. */
   metrics: Metrics;
   /** The `log` label of its series (default: `dir`). */
@@ -74,6 +77,15 @@ export interface TailStats {
   bytesWritten: number;
   /** Checkpoints written. */
   checkpoints: number;
+  /**
+   * Zero-filled spare segments made ready (`zeroFillSegments`): written and synced, or kept from
+   * the last open.
+   */
+  zeroFillPrepared: number;
+  /** Segments made from those spares. */
+  zeroFillInstalled: number;
+  /** Spare preparations that failed (each segment is then preallocated as without the option). */
+  zeroFillFailed: number;
 }
 
 /**
@@ -208,7 +220,8 @@ export class DurableTail {
    * zeroing the tail only then, so the first segment write after it marks it unclean (durably).
    */
   #cleanOnDisk: boolean;
-  #stats: TailStats = { commits: 0, syncs: 0, flushes: 0, bytesWritten: 0, checkpoints: 0 };
+  #stats = { commits: 0, syncs: 0, flushes: 0, bytesWritten: 0, checkpoints: 0 };
+  #spares: SparePreparer | undefined;
 
   private constructor(options: TailOptions, lock: DirectoryLock, recovered: RecoveredLog) {
     this.dir = options.dir;
@@ -244,6 +257,11 @@ export class DurableTail {
     this.#cleanOnDisk = recovered.checkpoint.clean &&
       recovered.checkpoint.committedUntilAddress === recovered.tailAddress;
     this.metrics = new LogMetrics(options.metrics, options.metricsLabel ?? options.dir);
+    if (options.zeroFillSegments) {
+      this.#spares = new SparePreparer(options.device, options.dir, options.segmentSizeBytes);
+      this.#segments.spares = this.#spares;
+      this.#spares.start();
+    }
   }
 
   /** Locks `dir`, recovers (or creates) the log in it, and returns its tail. */
@@ -253,6 +271,7 @@ export class DurableTail {
     device.makeDirectory(dir);
     const lock = device.lock(dir);
     try {
+      removeLeftoverSpare(device, dir, options.zeroFillSegments ?? false);
       const recovered = recoverLog(device, dir, {
         segmentSizeBytes: options.segmentSizeBytes,
         syncs: options.durability !== "none",
@@ -260,6 +279,30 @@ export class DurableTail {
       return new DurableTail(options, lock, recovered);
     } catch (error) {
       lock.release();
+      throw error;
+    }
+  }
+
+  /**
+   * With `zeroFillSegments`, swaps a tail segment that holds no record yet (a new log's first)
+   * for the first zero-filled spare, so that the log's first commits gain as much as later ones.
+   * Waits for that spare (~60 ms for 64 MiB here). Called by `open`, before anything is appended;
+   * on failure the tail is closed.
+   */
+  async zeroFillEmptyTail(): Promise<void> {
+    const spares = this.#spares;
+    const index = this.#segments.lastIndex;
+    const empty = () =>
+      !this.#closed && index !== undefined && this.#segments.lastIndex === index &&
+      this.#tailAddress === this.#segments.firstAddressOf(index) &&
+      this.#committedUntilAddress === this.#tailAddress && this.#stagingBase === this.#tailAddress;
+    if (spares === undefined || !empty()) return;
+    await spares.settled;
+    if (!empty()) return;
+    try {
+      this.#segments.replaceWithSpare(index!);
+    } catch (error) {
+      await this.close().catch(() => {});
       throw error;
     }
   }
@@ -310,7 +353,13 @@ export class DurableTail {
   }
   /** Counters since open. */
   stats(): TailStats {
-    return { ...this.#stats };
+    const spares = this.#spares?.stats;
+    return {
+      ...this.#stats,
+      zeroFillPrepared: spares?.prepared ?? 0,
+      zeroFillInstalled: spares?.installed ?? 0,
+      zeroFillFailed: spares?.failed ?? 0,
+    };
   }
 
   /** Why the tail stopped taking writes (a failed write or sync), or `undefined`. */
@@ -1041,6 +1090,7 @@ export class DurableTail {
     } finally {
       await this.#lastDone;
       this.#closed = true;
+      await this.#spares?.close();
       const next = this.#next;
       this.#next = undefined;
       next?.reject(new ClosedError("Cannot commit: the log is closed"));

@@ -46,6 +46,8 @@ interface CycleOptions {
   checkpointIntervalBytes?: number;
   /** Open the log with `inlineSync` (syncs on the JS thread). */
   inlineSync?: boolean;
+  /** Open the log with `zeroFillSegments` (segments made from zero-filled spares). */
+  zeroFillSegments?: boolean;
 }
 
 /** What one cycle saw. */
@@ -54,6 +56,8 @@ interface CycleReport {
   losses: number;
   lossesWithSyncInFlight: number;
   recoveriesThatCutATail: number;
+  /** Segments the lives made from zero-filled spares. */
+  zeroFilled: number;
 }
 
 const tick = () => new Promise<void>((done) => setImmediate(done));
@@ -133,6 +137,7 @@ async function powerLossCycle(options: CycleOptions): Promise<CycleReport> {
     losses: 0,
     lossesWithSyncInFlight: 0,
     recoveriesThatCutATail: 0,
+    zeroFilled: 0,
   };
   let memory = new MemoryDevice({ fileSizeBytesMax: 1 << 20 });
   let model = new LogModel({ firstId: options.seed * 1_000_000, sizeOf });
@@ -146,6 +151,7 @@ async function powerLossCycle(options: CycleOptions): Promise<CycleReport> {
         device: harness.device,
         checkpointIntervalBytes: options.checkpointIntervalBytes ?? OPTIONS.checkpointIntervalBytes,
         inlineSync: options.inlineSync,
+        zeroFillSegments: options.zeroFillSegments,
       });
     } catch (error) {
       report.violations.push(`seed ${options.seed}, life ${life}: reopen failed: ${error}`);
@@ -166,6 +172,7 @@ async function powerLossCycle(options: CycleOptions): Promise<CycleReport> {
       return report;
     }
     const after = await liveUntilPowerLoss(log, model, memory, random, options);
+    report.zeroFilled += log.stats().zeroFillInstalled;
     memory = after.lost;
     model = after.model;
     report.losses++;
@@ -180,6 +187,7 @@ async function runCycles(seeds: number[], options: Omit<CycleOptions, "seed"> = 
     losses: 0,
     lossesWithSyncInFlight: 0,
     recoveriesThatCutATail: 0,
+    zeroFilled: 0,
   };
   for (const seed of seeds) {
     const report = await powerLossCycle({ ...options, seed });
@@ -187,6 +195,7 @@ async function runCycles(seeds: number[], options: Omit<CycleOptions, "seed"> = 
     total.losses += report.losses;
     total.lossesWithSyncInFlight += report.lossesWithSyncInFlight;
     total.recoveriesThatCutATail += report.recoveriesThatCutATail;
+    total.zeroFilled += report.zeroFilled;
   }
   return total;
 }
@@ -244,11 +253,27 @@ describe("power loss (MemoryDevice)", () => {
     assert.equal(total.lossesWithSyncInFlight, 0);
   });
 
+  test("with zeroFillSegments, chained power losses keep every acknowledged entry", async () => {
+    // Losses land while a spare is half written, after its rename, before the directory sync.
+    const total = await runCycles(seeds(12, 700), { zeroFillSegments: true });
+    assert.deepEqual(total.violations, []);
+    assert.equal(total.losses, 12 * LOSSES_PER_CYCLE);
+    assert.ok(total.zeroFilled > 12, `segments made from spares: ${total.zeroFilled}`);
+  });
+
   test("bursts of 32-byte records cut mid-commit keep a clean prefix (checkpoint every commit)", {
     timeout: 600_000,
   }, async () => {
     const total = await runCycles(seeds(CYCLES, 1000), { ...ALIGNED, checkpointIntervalBytes: 0 });
     assert.deepEqual(total.violations, []);
+  });
+
+  test("with zeroFillSegments, chained power losses keep every acknowledged entry", async () => {
+    // Losses land while a spare is half written, after its rename, before the directory sync.
+    const total = await runCycles(seeds(12, 700), { zeroFillSegments: true });
+    assert.deepEqual(total.violations, []);
+    assert.equal(total.losses, 12 * LOSSES_PER_CYCLE);
+    assert.ok(total.zeroFilled > 12, `segments made from spares: ${total.zeroFilled}`);
   });
 
   test("bursts of 32-byte records cut mid-commit keep a clean prefix (default checkpoints)", async () => {

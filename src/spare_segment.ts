@@ -1,0 +1,180 @@
+/**
+ * Zero-filled spare segment files (the `zeroFillSegments` option): one file of the segment size,
+ * written with zeros and synced off the JS thread while the log fills the segment before it, then
+ * renamed into place when the tail rolls over.
+ *
+ * Why: a segment preallocated with `fallocate` holds unwritten extents, and on ext4 (and XFS) the
+ * first write to each block makes the sync that follows also commit the journal that marks the
+ * block written. Measured here with one write + `fdatasync` per commit, into a preallocated file
+ * against a zero-filled one: 120 B, p50 49–55 against 55–65 µs but p99 166–202 against 99–117;
+ * 12 KB, p50 120–147 against 55–77 µs; 30 KB, 130–156 against 63–86 µs. The price is a second
+ * write of every segment (64 MiB at ~1 GB/s here) and one segment file more on disk.
+ *
+ * The spare is written as {@linkcode SPARE_FILE_NAME}, then renamed to
+ * {@linkcode SPARE_READY_FILE_NAME} once synced: never a segment file name, so a crash at any
+ * point leaves nothing recovery could mistake for log data. Open removes a half-written spare,
+ * and keeps a ready one for the next segment (the option on) or removes it (the option off): a
+ * log reopened often does not write a segment of zeros each time. A spare holds zeros only; the
+ * segment header is written (and synced) when it is installed.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { Device } from "./device.ts";
+
+/** The spare's name while it is written (no segment file name: recovery never adopts it). */
+export const SPARE_FILE_NAME = "spare-segment.tmp";
+/** The spare's file name once it is all zeros and synced. */
+export const SPARE_READY_FILE_NAME = "spare-segment.ready";
+
+/** Bytes of zeros per write: large enough that the writes cost little, small enough to share. */
+const FILL_CHUNK_BYTES = 1024 * 1024;
+/** Bytes written between syncs, so that no single sync holds the disk for long. */
+const FILL_SYNC_BYTES = 8 * 1024 * 1024;
+
+let zeros: Uint8Array | undefined;
+
+/**
+ * Removes a half-written spare left in `dir` by an earlier process (its content is unknown, and it
+ * is never log data), and with `keepReady` false a ready one too. Called at open, under the
+ * directory lock.
+ */
+export function removeLeftoverSpare(device: Device, dir: string, keepReady: boolean): void {
+  for (const name of keepReady ? [SPARE_FILE_NAME] : [SPARE_FILE_NAME, SPARE_READY_FILE_NAME]) {
+    const path = join(dir, name);
+    if (device.exists(path)) device.remove(path);
+  }
+}
+
+/** Counters of a log's spares since it was opened. */
+export interface SpareStats {
+  /** Spares made ready: written and synced, or kept from the last open. */
+  prepared: number;
+  /** Spares installed as segments. */
+  installed: number;
+  /** Preparations that failed (the spare was removed; segments are then created as before). */
+  failed: number;
+}
+
+/** Prepares at most one spare at a time for one log directory, and hands it out when ready. */
+export class SparePreparer {
+  /** The ready spare's path, renamed into place by its taker. */
+  readonly path: string;
+  readonly #writingPath: string;
+  readonly #device: Device;
+  readonly #sizeBytes: number;
+  #state: "none" | "preparing" | "ready" = "none";
+  #work: Promise<void> = Promise.resolve();
+  #closed = false;
+  #stats: SpareStats = { prepared: 0, installed: 0, failed: 0 };
+  /** The error of the last failed preparation, for reports. */
+  lastError: unknown = undefined;
+
+  /** Adopts a ready spare of `sizeBytes` left by an earlier open (another size is removed). */
+  constructor(device: Device, dir: string, sizeBytes: number) {
+    this.#device = device;
+    this.path = join(dir, SPARE_READY_FILE_NAME);
+    this.#writingPath = join(dir, SPARE_FILE_NAME);
+    this.#sizeBytes = sizeBytes;
+    if (!device.exists(this.path)) return;
+    const file = device.open(this.path, { readOnly: true });
+    let size: number;
+    try {
+      size = file.sizeBytes();
+    } finally {
+      file.close();
+    }
+    if (size === sizeBytes) {
+      this.#state = "ready";
+      this.#stats.prepared++;
+    } else device.remove(this.path);
+  }
+
+  get stats(): SpareStats {
+    return { ...this.#stats };
+  }
+
+  /** True when a spare is written, synced and not yet taken. */
+  get ready(): boolean {
+    return this.#state === "ready";
+  }
+
+  /** Settles once the running preparation (if any) has ended, never rejects. */
+  get settled(): Promise<void> {
+    return this.#work;
+  }
+
+  /** Starts preparing a spare unless one is ready or being prepared, or the log is closed. */
+  start(): void {
+    if (this.#state !== "none" || this.#closed) return;
+    this.#state = "preparing";
+    this.#work = this.#prepare();
+  }
+
+  async #prepare(): Promise<void> {
+    let file;
+    try {
+      file = this.#device.open(this.#writingPath, { create: true, exclusive: true });
+      // Reserves every block first: a full disk fails here, before any zero is written.
+      file.allocate(0, this.#sizeBytes);
+      const chunk = zeros ??= new Uint8Array(FILL_CHUNK_BYTES);
+      for (let at = 0; at < this.#sizeBytes; at += chunk.length) {
+        if (this.#closed) throw new Error("closed");
+        await file.writeAsync(chunk.subarray(0, Math.min(chunk.length, this.#sizeBytes - at)), at);
+        const end = at + chunk.length;
+        if (end % FILL_SYNC_BYTES === 0 || end >= this.#sizeBytes) await file.sync("data");
+      }
+      file.close();
+      if (this.#closed) throw new Error("closed");
+      // Only a whole, synced spare carries the ready name (the rename needs no directory sync:
+      // if a crash undoes it, the next open removes the half-named file and writes another).
+      this.#device.rename(this.#writingPath, this.path);
+      this.#state = "ready";
+      this.#stats.prepared++;
+    } catch (error) {
+      // Only the spare is lost, never log data: the next segment is preallocated as before. A
+      // failed sync is not retried; the file whose state it left unknown is removed.
+      file?.close();
+      this.#state = "none";
+      if (!this.#closed) {
+        this.#stats.failed++;
+        this.lastError = error;
+      }
+      try {
+        if (this.#device.exists(this.#writingPath)) this.#device.remove(this.#writingPath);
+      } catch {
+        // Removed at the next open.
+      }
+    }
+  }
+
+  /**
+   * Takes the ready spare: the caller renames {@linkcode SparePreparer.path} into place (after
+   * writing and syncing a header). Returns false when none is ready.
+   */
+  take(): boolean {
+    if (this.#state !== "ready") return false;
+    this.#state = "none";
+    this.#stats.installed++;
+    return true;
+  }
+
+  /** Gives back a taken spare that could not be installed: it is removed. */
+  discard(): void {
+    try {
+      if (this.#device.exists(this.path)) this.#device.remove(this.path);
+    } catch {
+      // Removed at the next open.
+    }
+    this.#stats.installed--;
+  }
+
+  /**
+   * Stops preparing: waits for a running write or sync to end and removes the half-written
+   * spare. A ready spare stays for the next open.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#work;
+  }
+}
