@@ -15,6 +15,9 @@
  * | `scan` of 100k entries, per entry     | the same view over a mapped page                        |
  * | reopen a 1M-entry log + first `read`  | none                                                    |
  *
+ * The commit rows run also with `zeroFillSegments`, against the same floors written into a file
+ * filled with zeros first (blocks already written: no journal commit for newly written blocks).
+ *
  * plus `native.fdatasync` with nothing dirty, the fixed cost of any durable commit. Benches of
  * sub-microsecond operations run 100 of them per measured call (see `OPS_PER_CALL`).
  *
@@ -66,18 +69,30 @@ const BUILD_COMMIT_ENTRIES = 50_000;
  * call keep both cases honest; the table divides by it.
  */
 const OPS_PER_CALL = 100;
-/** Size of the preallocated floor files: the floor writes never wrap inside a run. */
-const FLOOR_FILE_BYTES = 64 * 1024 * 1024;
+/**
+ * Size of the preallocated floor files: the floor writes never wrap inside a run (a group floor
+ * runs ~6k calls of 12 KB; a wrapped write lands in blocks already written, which sync faster).
+ */
+const FLOOR_FILE_BYTES = 256 * 1024 * 1024;
 /** Staging buffer of the memcpy floor (the log's default staging buffer is 4 MiB). */
 const FLOOR_COPY_BUFFER_BYTES = 4 * 1024 * 1024;
 
 const value = new Uint8Array(VALUE_BYTES).map((_, i) => i);
 
-/** Opens a new file of `sizeBytes` with real blocks (never sparse), as segments are. */
-function preallocatedFile(sizeBytes: number): { fd: number; close(): void } {
+/**
+ * Opens a new file of `sizeBytes` with real blocks (never sparse), as segments are; with
+ * `zeroFilled`, written with zeros and synced first, as `zeroFillSegments` makes segments.
+ */
+function preallocatedFile(sizeBytes: number, zeroFilled = false): { fd: number; close(): void } {
   const dir = makeTempDir();
   const fd = fs.openSync(join(dir, "floor"), "w+", 0o600);
   native.allocate(fd, 0, sizeBytes);
+  if (zeroFilled) {
+    const zeros = new Uint8Array(1024 * 1024);
+    for (let at = 0; at < sizeBytes; at += zeros.length) {
+      fs.writeSync(fd, zeros, 0, Math.min(zeros.length, sizeBytes - at), at);
+    }
+  }
   native.fdatasync(fd);
   return {
     fd,
@@ -139,6 +154,12 @@ const NAMES = {
   writeSyncGroup: `floor: write ${GROUP_ENTRIES} × 120 B + fdatasync`,
   writeSyncGroupAsync:
     `floor: write ${GROUP_ENTRIES} × 120 B + fdatasync on the runtime's worker pool`,
+  commitOneZeroInline: "hybridlog (zeroFillSegments, inlineSync): enqueue + await commit()",
+  writeSyncOneZero: "floor: write 120 B + fdatasync, zero-filled file",
+  commitGroupZero: `hybridlog (zeroFillSegments): ${GROUP_ENTRIES} × enqueue + await commit()`,
+  commitGroupZeroInline:
+    `hybridlog (zeroFillSegments, inlineSync): ${GROUP_ENTRIES} × enqueue + await commit()`,
+  writeSyncGroupZero: `floor: write ${GROUP_ENTRIES} × 120 B + fdatasync, zero-filled file`,
   read: `hybridlog: ${OPS_PER_CALL} × read (copy), random of 100k`,
   readView: `hybridlog: ${OPS_PER_CALL} × readView, random of 100k`,
   mappedView: `floor: ${OPS_PER_CALL} × view over a mapped page`,
@@ -179,9 +200,9 @@ group("enqueue of 100 B (no commit in the loop)", () => {
  * the JS thread (`native.fdatasync`), or with `onPool` on the runtime's worker pool (node:fs
  * callback), as the log runs its syncs.
  */
-const writeAndSyncFloor = (entries: number, onPool = false) =>
+const writeAndSyncFloor = (entries: number, onPool = false, zeroFilled = false) =>
   function* () {
-    const file = preallocatedFile(FLOOR_FILE_BYTES);
+    const file = preallocatedFile(FLOOR_FILE_BYTES, zeroFilled);
     const bytes = new Uint8Array(entries * RECORD_BYTES).fill(7);
     let position = 0;
     yield () => {
@@ -196,10 +217,15 @@ const writeAndSyncFloor = (entries: number, onPool = false) =>
     file.close();
   };
 
-/** Enqueues `entries` values and awaits one commit, on a log with or without `inlineSync`. */
-const commitBench = (entries: number, inlineSync: boolean) =>
+/** Enqueues `entries` values and awaits one commit, on a log with the options given. */
+const commitBench = (entries: number, inlineSync: boolean, zeroFillSegments = false) =>
   async function* () {
-    const log = await AppendLog.open({ dir: makeTempDir(), durability: "data", inlineSync });
+    const log = await AppendLog.open({
+      dir: makeTempDir(),
+      durability: "data",
+      inlineSync,
+      zeroFillSegments,
+    });
     yield async () => {
       for (let i = 0; i < entries; i++) log.enqueue(value);
       await log.commit();
@@ -218,6 +244,9 @@ group("durable commit per entry", () => {
     // The same, with the sync handed to the runtime's worker pool as the log does (node:fs
     // callback API): what keeping the event loop free costs a lone commit.
     bench(NAMES.writeSyncOneAsync, writeAndSyncFloor(1, true));
+    // Into blocks already written (zeros): no journal commit for newly written blocks.
+    bench(NAMES.commitOneZeroInline, commitBench(1, true, true));
+    bench(NAMES.writeSyncOneZero, writeAndSyncFloor(1, false, true));
     bench(NAMES.syncClean, function* () {
       const file = preallocatedFile(native.pageSizeBytes);
       yield () => native.fdatasync(file.fd);
@@ -232,6 +261,9 @@ group(`group commit: ${GROUP_ENTRIES} enqueues + one commit`, () => {
     bench(NAMES.commitGroupInline, commitBench(GROUP_ENTRIES, true));
     bench(NAMES.writeSyncGroup, writeAndSyncFloor(GROUP_ENTRIES));
     bench(NAMES.writeSyncGroupAsync, writeAndSyncFloor(GROUP_ENTRIES, true));
+    bench(NAMES.commitGroupZero, commitBench(GROUP_ENTRIES, false, true));
+    bench(NAMES.commitGroupZeroInline, commitBench(GROUP_ENTRIES, true, true));
+    bench(NAMES.writeSyncGroupZero, writeAndSyncFloor(GROUP_ENTRIES, false, true));
   });
 });
 
@@ -344,6 +376,12 @@ function report(results: Map<string, Stats>, context: unknown): void {
       floorNs: mean(NAMES.writeSyncOne),
     },
     {
+      workload:
+        "durable commit per entry, zeroFillSegments + inlineSync, vs 120 B write + fdatasync into a zero-filled file",
+      logNs: mean(NAMES.commitOneZeroInline),
+      floorNs: mean(NAMES.writeSyncOneZero),
+    },
+    {
       workload: `group commit of ${GROUP_ENTRIES} vs 12 KB write + fdatasync`,
       logNs: mean(NAMES.commitGroup),
       floorNs: mean(NAMES.writeSyncGroup),
@@ -359,6 +397,20 @@ function report(results: Map<string, Stats>, context: unknown): void {
       workload: `group commit of ${GROUP_ENTRIES}, inlineSync, vs 12 KB write + fdatasync`,
       logNs: mean(NAMES.commitGroupInline),
       floorNs: mean(NAMES.writeSyncGroup),
+      show: rate,
+    },
+    {
+      workload:
+        `group commit of ${GROUP_ENTRIES}, zeroFillSegments, vs 12 KB write + fdatasync into a zero-filled file`,
+      logNs: mean(NAMES.commitGroupZero),
+      floorNs: mean(NAMES.writeSyncGroupZero),
+      show: rate,
+    },
+    {
+      workload:
+        `group commit of ${GROUP_ENTRIES}, zeroFillSegments + inlineSync, vs 12 KB write + fdatasync into a zero-filled file`,
+      logNs: mean(NAMES.commitGroupZeroInline),
+      floorNs: mean(NAMES.writeSyncGroupZero),
       show: rate,
     },
     {

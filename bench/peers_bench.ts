@@ -83,22 +83,25 @@ type Body = () =>
   | Generator<() => unknown, void, undefined>
   | AsyncGenerator<() => unknown, void, undefined>;
 
-/** One store's implementation of the workloads. */
+/**
+ * One store's implementation of the workloads (a variant of hybridlog with other options may
+ * implement only some: its other cells read "—").
+ */
 interface Peer {
   /** Its column in the table. */
   name: string;
   /** `OPS_PER_CALL` appends, not synced; `"same as durable"` when the store always syncs. */
-  append: Body | "same as durable";
+  append?: Body | "same as durable";
   /** One append + a durable commit. */
   commitOne: Body;
   /** `GROUP_ENTRIES` appends + one durable commit. */
   commitGroup: Body;
   /** `OPS_PER_CALL` random reads (copies) out of `READ_ENTRIES`. */
-  read: Body;
+  read?: Body;
   /** A scan of `READ_ENTRIES`. */
-  scan: Body;
+  scan?: Body;
   /** Open a store of `REOPEN_ENTRIES`, read the first entry, close. */
-  reopen: Body;
+  reopen?: Body;
 }
 
 /** `count` keys from `first` on, as random picks. */
@@ -140,15 +143,29 @@ const readLog = shared(() => buildLog(READ_ENTRIES), async ({ log }) => {
 /** A new empty log, durability `"data"`, removed when the bench ends. */
 function withNewLog(
   measured: (log: AppendLog) => () => unknown,
+  options: { zeroFillSegments?: boolean } = {},
 ): Body {
   return async function* () {
-    const log = await AppendLog.open({ dir: makeTempDir(), durability: "data" });
+    const log = await AppendLog.open({ dir: makeTempDir(), durability: "data", ...options });
     yield measured(log);
     const dir = log.dir;
     await log.close();
     removeTempDir(dir);
   };
 }
+
+/** `zeroFillSegments`: the log's segments are zero-filled before use (commit workloads only). */
+const hybridlogZeroFill: Peer = {
+  name: "hybridlog (zeroFillSegments)",
+  commitOne: withNewLog((log) => async () => {
+    log.enqueue(value);
+    await log.commit();
+  }, { zeroFillSegments: true }),
+  commitGroup: withNewLog((log) => async () => {
+    for (let n = 0; n < GROUP_ENTRIES; n++) log.enqueue(value);
+    await log.commit();
+  }, { zeroFillSegments: true }),
+};
 
 const hybridlog: Peer = {
   name: "hybridlog",
@@ -756,7 +773,7 @@ for (const [name, reason] of Object.entries(skipped)) {
   console.log(`peer ${name} does not run in ${runtime}: ${reason}`);
 }
 
-const stores = [hybridlog, ...peers];
+const stores = [hybridlog, hybridlogZeroFill, ...peers];
 
 const WORKLOADS = {
   append: `${OPS_PER_CALL} × append 100 B, no sync`,
@@ -795,10 +812,15 @@ function report(results: Map<string, Stats>, context: unknown): void {
   const stats = (store: Peer, workload: Workload): Stats => {
     const measured = store[workload] === "same as durable" ? "commitOne" : workload;
     const found = results.get(benchName(store, measured));
-    if (found === undefined) throw new Error(`Cannot report ${benchName(store, measured)}`);
+    if (found === undefined) {
+      // A variant that does not implement the workload: its cell reads "—".
+      if (store[measured] === undefined) return { avg: NaN, p50: NaN, p99: NaN } as Stats;
+      throw new Error(`Cannot report ${benchName(store, measured)}`);
+    }
     return found;
   };
-  const mean = (workload: Workload) => (store: Peer) => meanOf(results, benchName(store, workload));
+  const mean = (workload: Workload) => (store: Peer) =>
+    store[workload] === undefined ? NaN : meanOf(results, benchName(store, workload));
   const rows: Array<{
     workload: string;
     /** ns per entry (or per call for reopen), or entries/s when `throughput`. */
@@ -829,7 +851,11 @@ function report(results: Map<string, Stats>, context: unknown): void {
     { workload: "reopen 1M entries + first read", value: mean("reopen") },
   ];
   const show = (value: number, throughput: boolean | undefined) =>
-    throughput ? `${(value / 1e3).toFixed(0)}k entries/s` : formatTime(value);
+    Number.isNaN(value)
+      ? "—"
+      : throughput
+      ? `${(value / 1e3).toFixed(0)}k entries/s`
+      : formatTime(value);
 
   const table = rows.map(({ workload, value, throughput, note }) => {
     const values = Object.fromEntries(stores.map((store) => [store.name, value(store)]));

@@ -95,6 +95,8 @@ const COMMIT_CONFIGS = [
   { workers: 4, lanes: COMMIT_LANES },
   { workers: 4, lanes: 8 * COMMIT_LANES }, // 256 concurrent committers over 4 Workers
   { workers: 8, lanes: COMMIT_LANES },
+  // The 256 again on a log with `zeroFillSegments` (segments' blocks written before use).
+  { workers: 0, lanes: 32 * COMMIT_LANES, zeroFill: true },
 ] as const;
 /** Slots committed per `commitMany` when the owner drains or builds a log. */
 const BATCH_ENTRIES = 10_000;
@@ -207,8 +209,12 @@ async function timedInWorkers<T>(
   return { ms: performance.now() - start, results };
 }
 
-function openLog(dir: string, durability: Durability): Promise<ConsensusLog> {
-  return ConsensusLog.open({ dir, durability });
+function openLog(
+  dir: string,
+  durability: Durability,
+  zeroFillSegments = false,
+): Promise<ConsensusLog> {
+  return ConsensusLog.open({ dir, durability, zeroFillSegments });
 }
 
 /** Commits slots `[from, to)` (accepted), `BATCH_ENTRIES` per `commitMany`. */
@@ -403,6 +409,8 @@ interface CommitRow {
   inFlight: number;
   commits: number;
   ms: number;
+  /** Run on a log opened with `zeroFillSegments`. */
+  zeroFillSegments: boolean;
   commitsPerSecond: number;
   groupCommits: number;
   commitsPerGroupCommit: number;
@@ -412,16 +420,22 @@ interface CommitRow {
 
 async function commitBench(workers: BenchWorker[]): Promise<CommitRow[]> {
   const dir = makeTempDir();
-  const log = await openLog(dir, "data");
+  const shared = await openLog(dir, "data");
+  const zeroFillDir = makeTempDir();
+  let zeroFillLog: ConsensusLog | undefined;
   const rows: CommitRow[] = [];
   try {
-    const handle = log.share();
+    const handle = shared.share();
     const attached = workers.slice(0, WORKERS_MAX);
     await Promise.all(attached.map((worker) => worker.call("attach", { handle })));
     // Disjoint slots: 100M per configuration, 10M per thread, warm-up slots first.
     const firstSlot = (config: number, thread: number) =>
       config * 100_000_000 + thread * 10_000_000 + COMMIT_WARMUP;
-    for (const [config, { workers: count, lanes }] of COMMIT_CONFIGS.entries()) {
+    for (const [config, options] of COMMIT_CONFIGS.entries()) {
+      const { workers: count, lanes } = options;
+      const zeroFill = "zeroFill" in options && options.zeroFill;
+      if (zeroFill && count !== 0) throw new Error("assertion failed: zero-fill runs on the owner");
+      const log = zeroFill ? zeroFillLog ??= await openLog(zeroFillDir, "data", true) : shared;
       let before = log.stats();
       let ms: number;
       let results: CommitResult[];
@@ -458,6 +472,7 @@ async function commitBench(workers: BenchWorker[]): Promise<CommitRow[]> {
         inFlight: Math.max(1, count) * lanes,
         commits,
         ms,
+        zeroFillSegments: zeroFill,
         commitsPerSecond: rate(commits, ms),
         groupCommits,
         commitsPerGroupCommit: commits / groupCommits,
@@ -467,8 +482,10 @@ async function commitBench(workers: BenchWorker[]): Promise<CommitRow[]> {
     }
     await Promise.all(attached.map((worker) => worker.call("detach")));
   } finally {
-    await log.close();
+    await shared.close();
+    await zeroFillLog?.close();
     removeTempDir(dir);
+    removeTempDir(zeroFillDir);
   }
   return rows;
 }
@@ -573,9 +590,10 @@ console.log(
     "| syncs | mean accept→durable, ms |\n|---|---:|---:|---:|---:|---:|---:|",
 );
 for (const row of commit) {
-  const lanes = row.workers === 0
+  const lanes = (row.workers === 0
     ? `${row.inFlight}`
-    : `${row.workers} × ${row.lanesPerThread} = ${row.inFlight}`;
+    : `${row.workers} × ${row.lanesPerThread} = ${row.inFlight}`) +
+    (row.zeroFillSegments ? " (zeroFillSegments)" : "");
   console.log(
     `| ${label(row.workers)} | ${lanes} | ${thousands(row.commitsPerSecond)} | ${
       thousands(row.groupCommits)

@@ -397,6 +397,43 @@ describe("npm run bench:check", () => {
     assert.match(line("3a").text, /: 0\.69× .*hybridlog 769,231 entries\/s/);
   });
 
+  test("with zeroFillSegments rows: 3a compares them with the zero-filled floor, 3b uses them", () => {
+    using dir = tempDir();
+    writeResults(dir.path);
+    const logFile = join(dir.path, "bun.json");
+    const log = JSON.parse(fs.readFileSync(logFile, "utf8"));
+    log.table.push({
+      workload:
+        "group commit of 100, zeroFillSegments + inlineSync, vs 12 KB write + fdatasync into a zero-filled file",
+      hybridlogNs: 62_500,
+      floorNs: 50_000,
+      ratio: 1.25,
+    });
+    fs.writeFileSync(logFile, JSON.stringify(log));
+    const peersFile = join(dir.path, "bun-peers.json");
+    const peers = JSON.parse(fs.readFileSync(peersFile, "utf8"));
+    const group = peers.table.find((row: { workload: string }) =>
+      /^100 appends/.test(row.workload)
+    );
+    group.values["hybridlog (zeroFillSegments)"] = 550_000;
+    // The default is now under 2× bun:sqlite (300k): only the zero-fill column passes 3b.
+    group.values.hybridlog = 500_000;
+    fs.writeFileSync(peersFile, JSON.stringify(peers));
+    const lines = targetLines(benchCheck(dir.path).stdout);
+    const line = (id: string) => lines.find((l) => l.runtime === "bun" && l.id === id)!;
+    // 50 / 62.5 µs = 0.80× of the zero-filled floor, though the inlineSync row alone passes.
+    assert.equal(line("3a").status, "FAIL");
+    assert.match(
+      line("3a").text,
+      /: 0\.80× .*zeroFillSegments \+ inlineSync 1,600,000 entries\/s, floor 2,000,000/,
+    );
+    assert.match(line("3a").text, /inlineSync into preallocated segments 1,000,000 entries\/s/);
+    // 550k / 300k = 1.83×, the default's 1.67× beside it.
+    assert.equal(line("3b").status, "FAIL");
+    assert.match(line("3b").text, /: 1\.83× .*hybridlog \(zeroFillSegments\) 550,000 entries/);
+    assert.match(line("3b").text, /default hybridlog 500,000 entries\/s → 1\.67×/);
+  });
+
   test("timer lag and memory targets fail with their figures", () => {
     using dir = tempDir();
     writeResults(dir.path, {
