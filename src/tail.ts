@@ -115,6 +115,9 @@ class Cycle {
 
 function ignore(): void {}
 
+/** What `#lastDone` holds after a cycle completed at once (it resolves with no failure). */
+const SETTLED: Promise<unknown> = Promise.resolve(undefined);
+
 /**
  * Cycles whose syncs may be in flight at once. A second cycle writes and starts its sync while
  * the first one's sync runs, so commits that arrive during a sync do not wait for it to end;
@@ -209,6 +212,8 @@ export class DurableTail {
   #startedCommitNumber: number;
   /** Settles with the failure of the newest started cycle (or of one before it), if any. */
   #lastDone: Promise<unknown> = Promise.resolve(undefined);
+  /** The first failure of a cycle: every later cycle fails with it (their bytes come after). */
+  #failed: unknown = undefined;
   /** Called at each completed cycle, before its callers resume (see `onDurable`). */
   #durableListener: ((committedUntilAddress: number) => void) | undefined;
   #commitListeners: Array<() => void> = [];
@@ -284,8 +289,9 @@ export class DurableTail {
   }
 
   /**
-   * With `zeroFillSegments`, swaps a tail segment that holds no record yet (a new log's first)
-   * for the first zero-filled spare, so that the log's first commits gain as much as later ones.
+   * With `zeroFillSegments`, swaps a segment this open created and nothing was written to (a new
+   * log's first) for the first zero-filled spare, so that the log's first commits gain as much as
+   * later ones (a reopened empty log keeps its segment: it may be zero-filled already).
    * Waits for that spare (~60 ms for 64 MiB here). Called by `open`, before anything is appended;
    * on failure the tail is closed.
    */
@@ -294,6 +300,7 @@ export class DurableTail {
     const index = this.#segments.lastIndex;
     const empty = () =>
       !this.#closed && index !== undefined && this.#segments.lastIndex === index &&
+      this.#segments.at(index)!.verifyBelow === 0 && // created by this process, not adopted
       this.#tailAddress === this.#segments.firstAddressOf(index) &&
       this.#committedUntilAddress === this.#tailAddress && this.#stagingBase === this.#tailAddress;
     if (spares === undefined || !empty()) return;
@@ -755,6 +762,18 @@ export class DurableTail {
       failure = error;
       this.#poison ??= error;
     }
+    if (
+      sync === undefined && failure === undefined && this.#inFlight === 1 &&
+      this.#failed === undefined
+    ) {
+      // Synced on this thread (inlineSync, or durability "none") with no other cycle in flight:
+      // nothing to wait for, so complete here rather than a few microtasks later.
+      this.#publish(cycle, until, commitNumber, cookie);
+      this.#lastDone = this.#needsCheckpoint(until)
+        ? this.#checkpointThenSettle(cycle)
+        : (this.#settle(cycle, undefined), SETTLED);
+      return;
+    }
     this.#lastDone = this.#complete(cycle, previous, sync, failure, until, commitNumber, cookie);
   }
 
@@ -787,28 +806,46 @@ export class DurableTail {
     // An earlier cycle's failure fails this one too: its bytes come first in the log.
     const earlier = await previous;
     if (failure === undefined && earlier !== undefined) failure = earlier;
-    if (failure === undefined) {
-      this.#commitNumber = commitNumber;
-      this.#committedUntilAddress = until;
-      if (cookie) this.#cookie = cookie;
-      this.#stats.commits++;
-      this.metrics.commitCycles.value++;
-      this.metrics.groupSize.observe(cycle.requests);
-      if (
-        this.#startedBegin !== this.#durableBeginAddress ||
-        until - this.#checkpointAddress >= this.#checkpointIntervalBytes
-      ) {
-        try {
-          await this.#checkpoint(false);
-        } catch (error) {
-          failure = error;
-        }
-      }
+    if (failure !== undefined) return this.#settle(cycle, failure);
+    this.#publish(cycle, until, commitNumber, cookie);
+    return this.#needsCheckpoint(until)
+      ? this.#checkpointThenSettle(cycle)
+      : this.#settle(cycle, undefined);
+  }
+
+  /** Makes a durable cycle's commit point the log's. */
+  #publish(cycle: Cycle, until: number, commitNumber: number, cookie: Uint8Array | undefined) {
+    this.#commitNumber = commitNumber;
+    this.#committedUntilAddress = until;
+    if (cookie) this.#cookie = cookie;
+    this.#stats.commits++;
+    this.metrics.commitCycles.value++;
+    this.metrics.groupSize.observe(cycle.requests);
+  }
+
+  /** A checkpoint is due: a truncation to make durable, or the interval's bytes committed. */
+  #needsCheckpoint(until: number): boolean {
+    return this.#startedBegin !== this.#durableBeginAddress ||
+      until - this.#checkpointAddress >= this.#checkpointIntervalBytes;
+  }
+
+  async #checkpointThenSettle(cycle: Cycle): Promise<unknown> {
+    let failure: unknown;
+    try {
+      await this.#checkpoint(false);
+    } catch (error) {
+      failure = error;
     }
+    return this.#settle(cycle, failure);
+  }
+
+  /** Resolves (or rejects) a cycle's callers and lets the next cycle start; returns `failure`. */
+  #settle(cycle: Cycle, failure: unknown): unknown {
     this.#inFlight--;
+    this.#failed ??= failure;
     if (this.#lastStarted === cycle) this.#lastStarted = undefined;
     if (failure === undefined) {
-      this.#durableListener?.(until);
+      this.#durableListener?.(this.#committedUntilAddress);
       cycle.resolve(this.commitPoint);
     } else {
       cycle.reject(failure);

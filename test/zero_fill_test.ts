@@ -138,6 +138,35 @@ describe("zeroFillSegments", () => {
     assert.deepEqual([...plain.scan()].map((entry) => entry.value.slice()), written);
   });
 
+  test("a reopened log with nothing in it keeps its segment and its ready spare", async () => {
+    const device = new RecordingDevice();
+    {
+      await using log = await AppendLog.open({
+        dir: "/log",
+        ...SMALL,
+        device,
+        zeroFillSegments: true,
+      });
+      assert.equal(log.stats().zeroFillInstalled, 1);
+      await until(() => log.stats().zeroFillPrepared === 2, "the second spare");
+    }
+    const fills = device.filled.get(join("/log", SPARE_FILE_NAME))!.length;
+    await using log = await AppendLog.open({
+      dir: "/log",
+      ...SMALL,
+      device,
+      zeroFillSegments: true,
+    });
+    const stats = log.stats();
+    // The kept spare counts as ready; neither it nor a new one replaced the empty segment.
+    assert.deepEqual(
+      [stats.zeroFillPrepared, stats.zeroFillInstalled, stats.zeroFillFailed],
+      [1, 0, 0],
+    );
+    assert.equal(device.filled.get(join("/log", SPARE_FILE_NAME))!.length, fills);
+    assert.equal(device.exists(join("/log", SPARE_READY_FILE_NAME)), true);
+  });
+
   test("on the file system: segments and entries survive reopen", async () => {
     using dir = tempDir("hybridlog-zero-fill-");
     const written: Uint8Array[] = [];
