@@ -31,6 +31,14 @@ export const SPARE_READY_FILE_NAME = "spare-segment.ready";
 const FILL_CHUNK_BYTES = 1024 * 1024;
 /** Bytes written between syncs, so that no single sync holds the disk for long. */
 const FILL_SYNC_BYTES = 8 * 1024 * 1024;
+/**
+ * How far the fill may run ahead of the log's own writes into its current segment. The spare is
+ * needed only when that segment is full, so the fill keeps this lead and otherwise goes at the
+ * log's pace: its writes and syncs then compete with commits as little as the log's own do.
+ * Filled at full speed, a spare raised the p99 of lone commits made meanwhile from 130–240 µs
+ * to 137–454 µs here; paced, to 161–259 µs (1.5 s runs, Bun and Deno).
+ */
+export const FILL_LEAD_BYTES = 8 * 1024 * 1024;
 
 let zeros: Uint8Array | undefined;
 
@@ -66,13 +74,21 @@ export class SparePreparer {
   #state: "none" | "preparing" | "ready" = "none";
   #work: Promise<void> = Promise.resolve();
   #closed = false;
+  /** How many bytes of the spare may be filled now (the log's pace); unbounded when absent. */
+  readonly #pace: (() => number) | undefined;
+  /** Wakes a fill waiting for the log to write more (see `progressed`). */
+  #wake: (() => void) | undefined;
   #stats: SpareStats = { prepared: 0, installed: 0, failed: 0 };
   /** The error of the last failed preparation, for reports. */
   lastError: unknown = undefined;
 
-  /** Adopts a ready spare of `sizeBytes` left by an earlier open (another size is removed). */
-  constructor(device: Device, dir: string, sizeBytes: number) {
+  /**
+   * Adopts a ready spare of `sizeBytes` left by an earlier open (another size is removed).
+   * `pace` says how many bytes of a spare may be filled now.
+   */
+  constructor(device: Device, dir: string, sizeBytes: number, pace?: () => number) {
     this.#device = device;
+    this.#pace = pace;
     this.path = join(dir, SPARE_READY_FILE_NAME);
     this.#writingPath = join(dir, SPARE_FILE_NAME);
     this.#sizeBytes = sizeBytes;
@@ -119,6 +135,9 @@ export class SparePreparer {
       file.allocate(0, this.#sizeBytes);
       const chunk = zeros ??= new Uint8Array(FILL_CHUNK_BYTES);
       for (let at = 0; at < this.#sizeBytes; at += chunk.length) {
+        while (!this.#closed && this.#pace !== undefined && at >= this.#pace()) {
+          await new Promise<void>((wake) => this.#wake = wake);
+        }
         if (this.#closed) throw new Error("closed");
         await file.writeAsync(chunk.subarray(0, Math.min(chunk.length, this.#sizeBytes - at)), at);
         const end = at + chunk.length;
@@ -148,6 +167,14 @@ export class SparePreparer {
     }
   }
 
+  /** Called as the log writes: lets a fill that waits for the log's pace go on. */
+  progressed(): void {
+    const wake = this.#wake;
+    if (wake === undefined) return;
+    this.#wake = undefined;
+    wake();
+  }
+
   /**
    * Takes the ready spare: the caller renames {@linkcode SparePreparer.path} into place (after
    * writing and syncing a header). Returns false when none is ready.
@@ -175,6 +202,7 @@ export class SparePreparer {
    */
   async close(): Promise<void> {
     this.#closed = true;
+    this.progressed();
     await this.#work;
   }
 }

@@ -32,7 +32,7 @@ import {
 } from "./recovery.ts";
 import { EntryIterator } from "./entry_iterator.ts";
 import { payloadView, recordInSegment, type Segment, type SegmentSet } from "./segments.ts";
-import { removeLeftoverSpare, SparePreparer } from "./spare_segment.ts";
+import { FILL_LEAD_BYTES, removeLeftoverSpare, SparePreparer } from "./spare_segment.ts";
 
 /** How durable a commit is when it resolves. */
 export type Durability = "none" | "data" | "full";
@@ -227,6 +227,8 @@ export class DurableTail {
   #cleanOnDisk: boolean;
   #stats = { commits: 0, syncs: 0, flushes: 0, bytesWritten: 0, checkpoints: 0 };
   #spares: SparePreparer | undefined;
+  /** Spares are filled at the log's pace (not while open waits for a new log's first one). */
+  #pacing = false;
 
   private constructor(options: TailOptions, lock: DirectoryLock, recovered: RecoveredLog) {
     this.dir = options.dir;
@@ -263,7 +265,14 @@ export class DurableTail {
       recovered.checkpoint.committedUntilAddress === recovered.tailAddress;
     this.metrics = new LogMetrics(options.metrics, options.metricsLabel ?? options.dir);
     if (options.zeroFillSegments) {
-      this.#spares = new SparePreparer(options.device, options.dir, options.segmentSizeBytes);
+      const S = options.segmentSizeBytes;
+      // A spare may be filled as far as the log has written into its current segment, plus a
+      // lead (all of it while the log waits for a new log's first spare in open).
+      const pace = () =>
+        this.#pacing
+          ? this.#tailAddress - tailSegmentIndex(this.#tailAddress, S) * S + FILL_LEAD_BYTES
+          : Infinity;
+      this.#spares = new SparePreparer(options.device, options.dir, S, pace);
       this.#segments.spares = this.#spares;
       this.#spares.start();
     }
@@ -303,8 +312,12 @@ export class DurableTail {
       this.#segments.at(index)!.verifyBelow === 0 && // created by this process, not adopted
       this.#tailAddress === this.#segments.firstAddressOf(index) &&
       this.#committedUntilAddress === this.#tailAddress && this.#stagingBase === this.#tailAddress;
-    if (spares === undefined || !empty()) return;
+    if (spares === undefined || !empty()) {
+      this.#pacing = true;
+      return;
+    }
     await spares.settled;
+    this.#pacing = true;
     if (!empty()) return;
     try {
       this.#segments.replaceWithSpare(index!);
@@ -639,6 +652,7 @@ export class DurableTail {
     this.#writeToSegment(this.#stagingBase, this.#staged.subarray(0, used));
     this.#stagingBase = this.#tailAddress;
     this.#stats.flushes++;
+    this.#spares?.progressed();
   }
 
   // ---- commit ----------------------------------------------------------------------------
