@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { AppendLog, ConsensusLog, InvalidArgumentError, LogManager } from "../mod.ts";
-import type { DeviceFile } from "../src/device.ts";
+import type { Device, DeviceFile } from "../src/device.ts";
 import { IoError } from "../src/errors.ts";
 import { MemoryDevice } from "../src/memory_device.ts";
 import { segmentFileName } from "../src/segment_format.ts";
@@ -27,6 +27,30 @@ async function until(ready: () => boolean, what: string): Promise<void> {
   while (!ready()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((done) => setTimeout(done, 2));
+  }
+}
+
+/** Opens the log at "/log" on `device` with 64 KiB segments. */
+function openOn(device: Device, zeroFillSegments = true): Promise<AppendLog> {
+  return AppendLog.open({ dir: "/log", ...SMALL, device, zeroFillSegments });
+}
+
+/** Copies of every committed entry, in order. */
+const entriesOf = (log: AppendLog) => [...log.scan()].map((entry) => entry.value.slice());
+
+/**
+ * `rounds` times: waits for a ready spare, then commits 40 entries of 2000 B (more than a 64 KiB
+ * segment holds, so each round rolls over once), appending them to `written`.
+ */
+async function commitRounds(log: AppendLog, written: Uint8Array[], rounds: number, first = 0) {
+  for (let round = first; round < first + rounds; round++) {
+    await until(() => log.stats().zeroFillPrepared > log.stats().zeroFillInstalled, "a spare");
+    for (let i = 0; i < 40; i++) {
+      const entry = entryBytes(round * 100 + i, 2000);
+      written.push(entry);
+      log.enqueue(entry);
+    }
+    await log.commit();
   }
 }
 
@@ -74,19 +98,11 @@ describe("zeroFillSegments", () => {
     const ready = join("/log", SPARE_READY_FILE_NAME);
     const written: Uint8Array[] = [];
     {
-      await using log = await AppendLog.open({
-        dir: "/log",
-        ...SMALL,
-        device,
-        zeroFillSegments: true,
-      });
+      await using log = await openOn(device);
       // open waited for the first spare and swapped the new log's empty segment for it.
       assert.equal(log.stats().zeroFillInstalled, 1);
       for (let round = 0; round < 3; round++) {
-        await until(() => log.stats().zeroFillPrepared > log.stats().zeroFillInstalled, "a spare");
-        for (let i = 0; i < 40; i++) written.push(entryBytes(round * 100 + i, 2000));
-        for (const entry of written.slice(-40)) log.enqueue(entry);
-        await log.commit();
+        await commitRounds(log, written, 1, round);
         assert.equal(log.stats().zeroFillInstalled, round + 2);
       }
       assert.equal(log.stats().zeroFillFailed, 0);
@@ -117,36 +133,24 @@ describe("zeroFillSegments", () => {
     assert.equal(device.exists(spare), false);
     assert.equal(device.exists(ready), true);
     {
-      await using reopened = await AppendLog.open({
-        dir: "/log",
-        ...SMALL,
-        device,
-        zeroFillSegments: true,
-      });
-      assert.deepEqual([...reopened.scan()].map((entry) => entry.value.slice()), written);
+      await using reopened = await openOn(device);
+      assert.deepEqual(entriesOf(reopened), written);
       const fills = device.filled.get(spare)!.length;
-      for (let i = 0; i < 40; i++) written.push(entryBytes(1000 + i, 2000));
-      for (const entry of written.slice(-40)) reopened.enqueue(entry);
-      await reopened.commit();
+      await commitRounds(reopened, written, 1, 10);
       const stats = reopened.stats();
       assert.equal(stats.zeroFillInstalled, 1);
       assert.equal(device.filled.get(spare)!.length - fills <= 1, true, "kept spare reused");
     }
     // Without the option, open removes the ready spare.
-    await using plain = await AppendLog.open({ dir: "/log", ...SMALL, device });
+    await using plain = await openOn(device, false);
     assert.equal(device.exists(ready), false);
-    assert.deepEqual([...plain.scan()].map((entry) => entry.value.slice()), written);
+    assert.deepEqual(entriesOf(plain), written);
   });
 
   test("a reopened log with nothing in it keeps its segment and its ready spare", async () => {
     const device = new RecordingDevice();
     {
-      await using log = await AppendLog.open({
-        dir: "/log",
-        ...SMALL,
-        device,
-        zeroFillSegments: true,
-      });
+      await using log = await openOn(device);
       assert.equal(log.stats().zeroFillInstalled, 1);
       await until(() => log.stats().zeroFillPrepared === 2, "the second spare");
     }
@@ -173,21 +177,13 @@ describe("zeroFillSegments", () => {
     {
       await using log = await AppendLog.open({ dir: dir.path, ...SMALL, zeroFillSegments: true });
       assert.equal(log.stats().zeroFillInstalled, 1);
-      for (let round = 0; round < 3; round++) {
-        await until(() => log.stats().zeroFillPrepared > log.stats().zeroFillInstalled, "a spare");
-        for (let i = 0; i < 40; i++) {
-          const entry = entryBytes(round * 100 + i, 2000);
-          written.push(entry);
-          log.enqueue(entry);
-        }
-        await log.commit();
-      }
+      await commitRounds(log, written, 3);
       assert.equal(log.stats().zeroFillInstalled, 4);
       assert.equal(fs.statSync(join(dir.path, segmentFileName(1))).size, SEGMENT);
     }
     assert.equal(fs.existsSync(join(dir.path, SPARE_FILE_NAME)), false);
     await using reopened = await AppendLog.open({ dir: dir.path, ...SMALL });
-    assert.deepEqual([...reopened.scan()].map((entry) => entry.value.slice()), written);
+    assert.deepEqual(entriesOf(reopened), written);
     assert.equal(fs.existsSync(join(dir.path, SPARE_READY_FILE_NAME)), false);
   });
 
@@ -205,13 +201,13 @@ describe("zeroFillSegments", () => {
       [],
     );
     await using reopened = await AppendLog.open({ dir: dir.path, ...big });
-    assert.deepEqual([...reopened.scan()].map((entry) => entry.value.slice()), [entryBytes(1)]);
+    assert.deepEqual(entriesOf(reopened), [entryBytes(1)]);
   });
 
   test("a half-written spare left by a crash is removed at open, with or without the option", async () => {
     const device = new MemoryDevice({ fileSizeBytesMax: 1 << 20 });
     {
-      await using log = await AppendLog.open({ dir: "/log", ...SMALL, device });
+      await using log = await openOn(device, false);
       log.enqueue(entryBytes(1));
       await log.commit();
     }
@@ -223,8 +219,8 @@ describe("zeroFillSegments", () => {
       const other = device.open(join("/log", SPARE_READY_FILE_NAME), { create: true });
       other.write(new Uint8Array(SEGMENT / 2).fill(0xcd), 0);
       other.close();
-      await using log = await AppendLog.open({ dir: "/log", ...SMALL, device, zeroFillSegments });
-      assert.deepEqual([...log.scan()].map((entry) => entry.value.slice()), [entryBytes(1)]);
+      await using log = await openOn(device, zeroFillSegments);
+      assert.deepEqual(entriesOf(log), [entryBytes(1)]);
       if (!zeroFillSegments) {
         assert.equal(device.exists(join("/log", SPARE_FILE_NAME)), false);
         assert.equal(device.exists(join("/log", SPARE_READY_FILE_NAME)), false);
@@ -246,12 +242,7 @@ describe("zeroFillSegments", () => {
     device.failFill = true;
     const written: Uint8Array[] = [];
     {
-      await using log = await AppendLog.open({
-        dir: "/log",
-        ...SMALL,
-        device,
-        zeroFillSegments: true,
-      });
+      await using log = await openOn(device);
       assert.equal(log.stats().zeroFillInstalled, 0);
       assert.equal(log.stats().zeroFillFailed, 1);
       for (let i = 0; i < 120; i++) {
@@ -268,8 +259,8 @@ describe("zeroFillSegments", () => {
     }
     assert.equal(device.events.filter((e) => e.startsWith("rename /log/spare")).length, 0);
     assert.equal(device.exists(join("/log", SPARE_READY_FILE_NAME)), false);
-    await using reopened = await AppendLog.open({ dir: "/log", ...SMALL, device });
-    assert.deepEqual([...reopened.scan()].map((entry) => entry.value.slice()), written);
+    await using reopened = await openOn(device, false);
+    assert.deepEqual(entriesOf(reopened), written);
   });
 
   test("ConsensusLog and LogManager take the option; committed slots survive reopen", async () => {
