@@ -79,8 +79,6 @@ export class SparePreparer {
   /** Wakes a fill waiting for the log to write more (see `progressed`). */
   #wake: (() => void) | undefined;
   #stats: SpareStats = { prepared: 0, installed: 0, failed: 0 };
-  /** The error of the last failed preparation, for reports. */
-  lastError: unknown = undefined;
 
   /**
    * Adopts a ready spare of `sizeBytes` left by an earlier open (another size is removed).
@@ -150,15 +148,12 @@ export class SparePreparer {
       this.#device.rename(this.#writingPath, this.path);
       this.#state = "ready";
       this.#stats.prepared++;
-    } catch (error) {
+    } catch {
       // Only the spare is lost, never log data: the next segment is preallocated as before. A
       // failed sync is not retried; the file whose state it left unknown is removed.
       file?.close();
       this.#state = "none";
-      if (!this.#closed) {
-        this.#stats.failed++;
-        this.lastError = error;
-      }
+      if (!this.#closed) this.#stats.failed++;
       try {
         if (this.#device.exists(this.#writingPath)) this.#device.remove(this.#writingPath);
       } catch {
