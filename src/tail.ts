@@ -888,7 +888,7 @@ export class DurableTail {
     }
     writeHeader(this.#stagedWords, offset, payloadBytes, address, RecordKind.commit);
     writeCommitMarker(this.#stagedView, this.#staged, offset + RECORD_HEADER_BYTES, marker);
-    sealRecord(this.#staged, this.#stagedWords, offset, this.logId);
+    sealRecord(this.#staged, this.#stagedWords, offset, this.logId, this.#stagedChecksum);
   }
 
   /** Starts the syncs of every dirty segment (and of the directory after a new one). */
