@@ -38,7 +38,7 @@ import { type Durability, DurableTail } from "./tail.ts";
 import { fsDevice } from "./fs_device.ts";
 import { checkLogOptions } from "./log_options.ts";
 import { LOG_LABEL, type Metrics, type NumberSeries } from "./metrics.ts";
-import { checkBytes, checkIndex, checkSizeOption, runNow } from "./validate.ts";
+import { checkBytes, checkFlag, checkIndex, checkSizeOption, runNow } from "./validate.ts";
 import {
   AcceptResult,
   checkBallot,
@@ -282,9 +282,7 @@ export class ConsensusLog {
         64 * 1024,
         SEGMENT_SIZE_BYTES_MAX,
       ) & ~7;
-      if (options.durableAccepts !== undefined && typeof options.durableAccepts !== "boolean") {
-        throw new InvalidArgumentError(`Cannot ${what}: durableAccepts must be a boolean`);
-      }
+      const durableAccepts = checkFlag(what, "durableAccepts", options.durableAccepts, false);
       const indexSizeBytes = checkSizeOption(
         what,
         "indexSizeBytes",
@@ -321,7 +319,7 @@ export class ConsensusLog {
           tail,
           slots,
           hard,
-          options.durableAccepts ?? false,
+          durableAccepts,
           entrySizeBytesMax,
         );
         log.#recover();

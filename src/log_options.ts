@@ -18,7 +18,7 @@ import { InvalidArgumentError } from "./errors.ts";
 import { fsDevice } from "./fs_device.ts";
 import { checkMetrics, type Metrics } from "./metrics.ts";
 import type { Durability, TailOptions } from "./tail.ts";
-import { checkChoice, checkSizeOption } from "./validate.ts";
+import { checkChoice, checkFlag, checkSizeOption } from "./validate.ts";
 
 /** Options shared by every log. */
 export interface CommonLogOptions {
@@ -41,15 +41,9 @@ export function checkLogOptions(
   if (typeof options?.dir !== "string" || options.dir === "") {
     throw new InvalidArgumentError(`Cannot ${what}: dir must be a non-empty string`);
   }
-  if (options.inlineSync !== undefined && typeof options.inlineSync !== "boolean") {
-    throw new InvalidArgumentError(`Cannot ${what}: inlineSync must be a boolean`);
-  }
-  if (options.zeroFillSegments !== undefined && typeof options.zeroFillSegments !== "boolean") {
-    throw new InvalidArgumentError(`Cannot ${what}: zeroFillSegments must be a boolean`);
-  }
   return {
-    inlineSync: options.inlineSync ?? false,
-    zeroFillSegments: options.zeroFillSegments ?? false,
+    inlineSync: checkFlag(what, "inlineSync", options.inlineSync, false),
+    zeroFillSegments: checkFlag(what, "zeroFillSegments", options.zeroFillSegments, false),
     dir: resolve(options.dir),
     device: options.device ?? fsDevice,
     metrics: checkMetrics(what, options.metrics),

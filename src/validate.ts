@@ -65,6 +65,15 @@ export function checkSizeOption(
   return value;
 }
 
+/** Checks an optional boolean option; `fallback` when it is absent. */
+export function checkFlag(what: string, name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") {
+    throw new InvalidArgumentError(`Cannot ${what}: ${name} must be a boolean`);
+  }
+  return value;
+}
+
 /** Checks a value is one of `choices`. */
 export function checkChoice<T extends string>(
   what: string,
