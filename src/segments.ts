@@ -169,24 +169,28 @@ export class SegmentSet {
    */
   create(index: number): Segment {
     const path = this.pathOf(index);
-    const segment = this.device.exists(path) ? undefined : this.#fromSpare(index, path);
-    if (segment !== undefined) {
-      this.#push(segment);
-    } else {
-      const file = this.device.open(path, { create: true, exclusive: true });
-      try {
-        file.allocate(0, this.segmentSizeBytes);
-        file.write(encodeSegmentHeader(this.logId, index, this.segmentSizeBytes), 0);
-        const view = file.view(this.segmentSizeBytes);
-        this.#push(new Segment(index, file, this.segmentSizeBytes, view, true));
-      } catch (error) {
-        file.close();
-        this.device.remove(path);
-        throw error;
-      }
-    }
+    // A file already at `path` is never replaced by a spare: the exclusive create reports it.
+    const spared = this.spares?.ready && !this.device.exists(path)
+      ? this.#fromSpare(index, path)
+      : undefined;
+    const segment = spared !== undefined ? this.#push(spared) : this.#allocated(index, path);
     this.spares?.start();
-    return this.lastSegment!;
+    return segment;
+  }
+
+  /** Adds segment `index` as a new file at `path`, preallocated, header written, mapped. */
+  #allocated(index: number, path: string): Segment {
+    const file = this.device.open(path, { create: true, exclusive: true });
+    try {
+      file.allocate(0, this.segmentSizeBytes);
+      file.write(encodeSegmentHeader(this.logId, index, this.segmentSizeBytes), 0);
+      const view = file.view(this.segmentSizeBytes);
+      return this.#push(new Segment(index, file, this.segmentSizeBytes, view, true));
+    } catch (error) {
+      file.close();
+      this.device.remove(path);
+      throw error;
+    }
   }
 
   /**
@@ -219,7 +223,8 @@ export class SegmentSet {
    */
   #fromSpare(index: number, path: string): Segment | undefined {
     const spares = this.spares;
-    if (spares === undefined || !spares.take()) return undefined;
+    if (spares === undefined || !spares.ready) return undefined;
+    spares.take();
     try {
       const spare = this.device.open(spares.path);
       try {
@@ -233,6 +238,7 @@ export class SegmentSet {
       spares.discard();
       return undefined;
     }
+    spares.installed();
     // The file at `path` is a whole segment now; failing to open it leaves it for recovery.
     const file = this.device.open(path);
     try {
@@ -247,11 +253,6 @@ export class SegmentSet {
       file.close();
       throw error;
     }
-  }
-
-  /** The newest segment, or `undefined` when none is held. */
-  get lastSegment(): Segment | undefined {
-    return this.#segments[this.#segments.length - 1];
   }
 
   #push(segment: Segment): Segment {

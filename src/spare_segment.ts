@@ -172,23 +172,25 @@ export class SparePreparer {
 
   /**
    * Takes the ready spare: the caller renames {@linkcode SparePreparer.path} into place (after
-   * writing and syncing a header). Returns false when none is ready.
+   * writing and syncing a header), then calls `installed`, or `discard` if that failed.
    */
-  take(): boolean {
-    if (this.#state !== "ready") return false;
+  take(): void {
+    if (this.#state !== "ready") throw new Error("assertion failed: no spare is ready");
     this.#state = "none";
-    this.#stats.installed++;
-    return true;
   }
 
-  /** Gives back a taken spare that could not be installed: it is removed. */
+  /** Counts a taken spare that became a segment. */
+  installed(): void {
+    this.#stats.installed++;
+  }
+
+  /** Removes a taken spare that could not be installed. */
   discard(): void {
     try {
       if (this.#device.exists(this.path)) this.#device.remove(this.path);
     } catch {
       // Removed at the next open.
     }
-    this.#stats.installed--;
   }
 
   /**
