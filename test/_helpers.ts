@@ -4,7 +4,8 @@ import * as fs from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
-import { AppendLog, type AppendLogOptions } from "../mod.ts";
+import assert from "node:assert/strict";
+import { AppendLog, type AppendLogOptions, ConsensusLog, InvalidArgumentError } from "../mod.ts";
 
 /** A fresh temporary directory; removed by the returned cleanup. */
 export function tempDir(prefix = "hybridlog-test-"): { path: string; [Symbol.dispose](): void } {
@@ -149,4 +150,25 @@ export async function crashImage(
   fs.cpSync(source, image, { recursive: true });
   await log.close();
   return groupsOfAddresses;
+}
+
+/**
+ * Asserts that `AppendLog.open` and `ConsensusLog.open` refuse the boolean option `option` given
+ * as the string "yes" with `ERR_INVALID_ARGUMENT`, and create no directory.
+ */
+export async function assertBooleanOptionRefused(option: string): Promise<void> {
+  using dir = tempDir();
+  const path = join(dir.path, "log");
+  for (const open of [AppendLog.open, ConsensusLog.open]) {
+    await assert.rejects(
+      (open as (o: object) => Promise<unknown>)({ dir: path, [option]: "yes" }),
+      (error: unknown) => {
+        assert.ok(error instanceof InvalidArgumentError);
+        assert.equal(error.code, "ERR_INVALID_ARGUMENT");
+        assert.match(error.message, new RegExp(`${option} must be a boolean`));
+        return true;
+      },
+    );
+  }
+  assert.equal(fs.existsSync(path), false);
 }
