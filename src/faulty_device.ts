@@ -11,7 +11,6 @@
  *
  * @module
  */
-import { setImmediate } from "node:timers";
 import type {
   Device,
   DeviceFile,
@@ -20,6 +19,7 @@ import type {
   OpenOptions,
   SyncMode,
 } from "./device.ts";
+import { nextTurn } from "./validate.ts";
 import { InvalidArgumentError, IoError } from "./errors.ts";
 
 /** The kinds of counted calls. */
@@ -109,11 +109,6 @@ function syscallOf(kind: DeviceCallKind, mode?: SyncMode): string {
   }
 }
 
-/** Resolves on a later macrotask, as an off-thread system call completes. */
-function later(): Promise<void> {
-  return new Promise((done) => setImmediate(done));
-}
-
 class FaultyFile implements DeviceFile {
   readonly path: string;
   #inner: DeviceFile;
@@ -149,7 +144,7 @@ class FaultyFile implements DeviceFile {
   async writeAsync(bytes: Uint8Array, positionBytes: number): Promise<void> {
     const rule = this.#record("write", this.path);
     if (rule) {
-      await later(); // the failure arrives from the worker thread, later
+      await nextTurn(); // the failure arrives from the worker thread, later
       if (rule.shortWrite) this.#inner.write(bytes.subarray(0, bytes.length >>> 1), positionBytes);
       throw new IoError("write", rule.errno, this.path);
     }
@@ -174,7 +169,7 @@ class FaultyFile implements DeviceFile {
     const rule = this.#record("sync", this.path);
     if (rule || this.#device.liesAboutSync) {
       // A real failure (or a lying disk's success) arrives from the sync thread, later.
-      await later();
+      await nextTurn();
       if (rule) throw new IoError(syscallOf("sync", mode), rule.errno, this.path);
       return;
     }
@@ -368,7 +363,7 @@ export class FaultyDevice implements Device {
   async syncDirectory(path: string): Promise<void> {
     const rule = this.#record("syncDirectory", path);
     if (rule || this.liesAboutSync) {
-      await later();
+      await nextTurn();
       if (rule) throw new IoError("fsync", rule.errno, path);
       return;
     }

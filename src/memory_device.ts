@@ -18,7 +18,6 @@
  * @module
  */
 import { basename, dirname, join, resolve } from "node:path";
-import { setImmediate } from "node:timers";
 import { SEGMENT_SIZE_BYTES_MAX } from "./constants.ts";
 import type {
   Device,
@@ -28,6 +27,7 @@ import type {
   OpenOptions,
   SyncMode,
 } from "./device.ts";
+import { nextTurn } from "./validate.ts";
 import { InvalidArgumentError, IoError, LockedError } from "./errors.ts";
 import {
   copyTree,
@@ -95,11 +95,6 @@ function checkRange(syscall: string, path: string, ...values: number[]): void {
   }
 }
 
-/** Resolves on a later macrotask, as an off-thread system call would. */
-function later(): Promise<void> {
-  return new Promise((done) => setImmediate(done));
-}
-
 class MemoryFile implements DeviceFile {
   readonly path: string;
   #inode: Inode | undefined;
@@ -140,7 +135,7 @@ class MemoryFile implements DeviceFile {
 
   async writeAsync(bytes: Uint8Array, positionBytes: number): Promise<void> {
     this.#writable("write");
-    await later();
+    await nextTurn();
     this.write(bytes, positionBytes);
   }
 
@@ -179,7 +174,7 @@ class MemoryFile implements DeviceFile {
     const snapshot = inode.snapshot();
     this.#volume.pendingSyncs++;
     try {
-      await later();
+      await nextTurn();
     } finally {
       this.#volume.pendingSyncs--;
     }
@@ -393,7 +388,7 @@ export class MemoryDevice implements Device {
     const entries = new Map(directory.entries);
     this.#volume.pendingSyncs++;
     try {
-      await later();
+      await nextTurn();
     } finally {
       this.#volume.pendingSyncs--;
     }

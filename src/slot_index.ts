@@ -44,6 +44,8 @@ const LANE_BITS = 6;
 const LANES = 1 << LANE_BITS;
 /** Slots per leaf (see {@linkcode SlotIndex.forEachLeaf}). */
 export const LEAF_SLOTS = LANES;
+/** Leaves {@linkcode SlotIndex.committedPairsInSteps} walks per step (16k slots). */
+export const PAIRS_STEP_LEAVES = 256;
 const FANOUT = 256;
 const LEAF_WORDS = LANES * 3; // 64 state words, then 64 float64 addresses
 const INNER_WORDS = FANOUT;
@@ -259,22 +261,53 @@ export class SlotIndex {
    * Owner only (the one thread that writes {@linkcode SLOT_COMMITTED}): every committed slot
    * whose address is below `addressEnd`, as pairs (slot, address) in slot order, starting
    * `offsetBytes` (a multiple of 8) into a new buffer, so a caller can put a header before them
-   * without copying them. The index checkpoint walks millions of slots with this on the owner's
-   * turn, so it is one flat loop over plain loads (no call per slot; a committed word changes only
-   * in this thread) into a typed array: 1.5M slots took 20–30 ms against 85–130 ms for `forEach`
-   * with a closure pushing onto an array, in both runtimes.
+   * without copying them. One flat loop over plain loads (no call per slot; a committed word
+   * changes only in this thread) into a typed array: 1.5M slots took 20–30 ms against 85–130 ms
+   * for `forEach` with a closure pushing onto an array, in both runtimes. The index checkpoint
+   * uses {@linkcode SlotIndex.committedPairsInSteps} instead, so as not to hold the owner's turn
+   * that long.
    */
   committedPairs(addressEnd: number, offsetBytes = 0): Float64Array {
+    const steps = this.committedPairsInSteps(addressEnd, offsetBytes);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return step.value;
+    }
+  }
+
+  /**
+   * {@linkcode SlotIndex.committedPairs} in steps: the generator pauses after every
+   * {@linkcode PAIRS_STEP_LEAVES} leaves (16k slots: 0.2 ms median, 0.3 ms p90 here), so the owner can
+   * run other work between steps. Two changes may happen between steps, both the owner's:
+   * commits, whose addresses are at least `addressEnd` (not listed), and truncations below a
+   * slot, which `slotMin()` must report before any leaf is unlinked: a leaf wholly below it is
+   * skipped from then on (it may have been recycled for other slots). The pairs then lack the
+   * slots a truncation emptied before they were reached, or list some emptied after; recovery
+   * drops pairs below the truncated slot. The buffer may end past the pairs (by 16 B per slot
+   * truncated between the count and the listing).
+   */
+  *committedPairsInSteps(
+    addressEnd: number,
+    offsetBytes = 0,
+    slotMin: () => number = () => 0,
+  ): Generator<undefined, Float64Array, undefined> {
     const leaves: number[] = [];
     this.forEachLeaf((firstSlot, leaf) => {
       leaves.push(firstSlot, leaf);
     });
     const words = this.words;
     const floats = this.#floats;
+    const stepNumbers = PAIRS_STEP_LEAVES * 2;
     // Counted first, so the buffer is exact (an upper bound is 64 times too large for sparse slots).
     let count = 0;
-    for (let i = 1; i < leaves.length; i += 2) {
-      const leaf = leaves[i];
+    let below = slotMin();
+    for (let i = 0; i < leaves.length; i += 2) {
+      if (i !== 0 && i % stepNumbers === 0) {
+        yield;
+        below = slotMin();
+      }
+      if (leaves[i] + LANES <= below) continue;
+      const leaf = leaves[i + 1];
       const addresses = (leaf >>> 1) + (LANES >>> 1);
       for (let lane = 0; lane < LANES; lane++) {
         if (words[leaf + lane] === SLOT_COMMITTED && floats[addresses + lane] < addressEnd) count++;
@@ -282,20 +315,27 @@ export class SlotIndex {
     }
     const pairs = new Float64Array(new ArrayBuffer(offsetBytes + count * 16), offsetBytes);
     let at = 0;
-    for (let i = 0; i < leaves.length && at < pairs.length; i += 2) {
+    for (let i = 0; i < leaves.length; i += 2) {
+      if (i % stepNumbers === 0) {
+        yield;
+        below = slotMin();
+      }
       const firstSlot = leaves[i];
+      if (firstSlot + LANES <= below) continue;
       const leaf = leaves[i + 1];
       const addresses = (leaf >>> 1) + (LANES >>> 1);
       for (let lane = 0; lane < LANES; lane++) {
         if (words[leaf + lane] !== SLOT_COMMITTED) continue;
         const address = floats[addresses + lane];
         if (address >= addressEnd) continue;
+        if (at === pairs.length) {
+          throw new Error("assertion failed: more committed slots below the address than counted");
+        }
         pairs[at++] = firstSlot + lane;
         pairs[at++] = address;
       }
     }
-    if (at !== pairs.length) throw new Error("assertion failed: committed slots changed mid-walk");
-    return pairs;
+    return at === pairs.length ? pairs : pairs.subarray(0, at);
   }
 
   #walk(

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import { InvalidArgumentError } from "./errors.ts";
 
 function describe(value: unknown): string {
@@ -91,6 +92,11 @@ export function checkChoice<T extends string>(
     );
   }
   return value as T;
+}
+
+/** Resolves on a later macrotask: timers and I/O completions due meanwhile run first. */
+export function nextTurn(): Promise<void> {
+  return new Promise((done) => setImmediate(done));
 }
 
 /**

@@ -219,6 +219,21 @@ describe("ConsensusLog", () => {
     assert.equal(plain.read(1), undefined);
   });
 
+  test("a bad indexCheckpointIntervalBytes is refused with ERR_INVALID_ARGUMENT and creates nothing", async () => {
+    using dir = tempDir();
+    const path = `${dir.path}/log`;
+    for (const bad of [-1, 1.5, Number.MAX_SAFE_INTEGER + 2, "64", null]) {
+      await assert.rejects(
+        ConsensusLog.open({ dir: path, indexCheckpointIntervalBytes: bad as number }),
+        (e: unknown) =>
+          e instanceof InvalidArgumentError && e.code === "ERR_INVALID_ARGUMENT" &&
+          /indexCheckpointIntervalBytes/.test(e.message),
+        String(bad),
+      );
+    }
+    assert.equal(fs.existsSync(path), false);
+  });
+
   test("a full slot index refuses the next new leaf with RegionFullError naming indexSizeBytes; nothing lost", async () => {
     using dir = tempDir();
     for (const bad of [1000, 1.5 * 1024 * 1024 + 0.5, 2 * 1024 * 1024 * 1024, "64"]) {
@@ -454,6 +469,58 @@ describe("ConsensusLog recovery", () => {
     assert.equal(accepted.committed, false);
     assert.deepEqual(accepted.value, entryBytes(7));
     assert.equal(log.stats().committedCount, slots.length - 3);
+  });
+
+  test("index checkpoints written in the background between commits and truncations recover every committed slot", async () => {
+    using dir = tempDir();
+    const path = `${dir.path}/log`;
+    const image = `${dir.path}/image`;
+    const options = {
+      ...SMALL,
+      segmentSizeBytes: 1024 * 1024,
+      indexCheckpointIntervalBytes: 128 * 1024,
+    };
+    const log = await ConsensusLog.open({ dir: path, ...options });
+    let next = 0;
+    let truncatedBelow = 0;
+    const value = (slot: number) => entryBytes(slot % 1000, 20);
+    const committers = (count: number) =>
+      Promise.all(Array.from({ length: 4 }, async () => {
+        for (let i = 0; i < count; i++) {
+          const slot = next++;
+          log.accept(slot, b(1), value(slot));
+          await log.commit(slot);
+        }
+      }));
+    // 80k slots (about 6 MB of records) with 20–30k live: each checkpoint walks more than one
+    // step of leaves, while the committers and every other round's truncation keep running.
+    for (let round = 0; round < 8; round++) {
+      await committers(2500);
+      if (round % 2 === 1) {
+        truncatedBelow = next - 20_000;
+        await log.truncatePrefix(truncatedBelow);
+      }
+    }
+    const written = log.stats().indexCheckpoints;
+    assert.ok(written >= 20, `${written} index checkpoints written`);
+    fs.cpSync(path, image, { recursive: true }); // what a crash now would leave
+    await committers(2500); // crosses the interval again: close meets a checkpoint in progress
+    await log.close();
+    const check = async (at: string, slots: number) => {
+      await using reopened = await ConsensusLog.open({ dir: at, ...options });
+      const stats = reopened.stats();
+      assert.equal(stats.committedCount, slots - truncatedBelow, at);
+      for (const slot of [truncatedBelow, truncatedBelow + 12_345, slots - 1]) {
+        assert.deepEqual(reopened.readCommitted(slot)!.value, value(slot), `${at}: slot ${slot}`);
+      }
+      assert.equal(reopened.read(truncatedBelow - 1), undefined, `${at}: truncated`);
+      return stats.recoveryReplayedBytes;
+    };
+    const replayed = await check(image, 80_000);
+    // The log since its begin address holds at least 20k records of 56 B; a checkpoint less than
+    // two intervals old leaves far less to replay.
+    assert.ok(replayed < 4 * 128 * 1024, `the crash image replayed ${replayed} bytes`);
+    assert.equal(await check(path, 90_000), 0, "close wrote a checkpoint covering everything");
   });
 
   test("a damaged index checkpoint is ignored and the log is rebuilt by a scan", async () => {

@@ -12,7 +12,14 @@ import {
   writeIndexCheckpoint,
 } from "../src/index_checkpoint.ts";
 import { MemoryDevice } from "../src/memory_device.ts";
-import { acceptedWord, SLOT_COMMITTED, SlotIndex } from "../src/slot_index.ts";
+import {
+  acceptedWord,
+  LEAF_SLOTS,
+  PAIRS_STEP_LEAVES,
+  SLOT_COMMITTED,
+  SLOT_EMPTY,
+  SlotIndex,
+} from "../src/slot_index.ts";
 
 /** The pairs `committedPairs` should give, found the slow way (`forEach`). */
 function expectedPairs(index: SlotIndex, addressEnd: number): number[] {
@@ -45,6 +52,50 @@ describe("index checkpoint", () => {
     const placed = index.committedPairs(Infinity, INDEX_CHECKPOINT_HEADER_BYTES);
     assert.equal(placed.byteOffset, INDEX_CHECKPOINT_HEADER_BYTES);
     assert.deepEqual([...placed], expectedPairs(index, Infinity));
+  });
+
+  test("committedPairsInSteps pauses between steps; commits and a truncation with recycled leaves between them are handled", () => {
+    const index = new SlotIndex(undefined, 4 * 1024 * 1024);
+    const leaves = 3 * PAIRS_STEP_LEAVES;
+    const slots = leaves * LEAF_SLOTS;
+    const addressEnd = 10 * slots;
+    for (let slot = 0; slot < slots; slot++) index.setCommitted(slot, 3 * slot + 1);
+    let below = 0;
+    const steps = index.committedPairsInSteps(addressEnd, 0, () => below);
+    // Counting takes three steps, listing three more, with a pause between each two: run until
+    // the first listing step is done.
+    let pauses = 0;
+    while (pauses < 4) {
+      assert.equal(steps.next().done, false, `pause ${pauses + 1}`);
+      pauses++;
+    }
+    // Between steps: commits at or past the covered address (as every later commit is)...
+    for (let slot = slots; slot < slots + 100; slot++) index.setCommitted(slot, addressEnd + slot);
+    // ...and a truncation: slots emptied, leaves wholly below unlinked and recycled, then reused
+    // for other slots whose words would be listed under the old slots if the walk read them.
+    below = (PAIRS_STEP_LEAVES + 44) * LEAF_SLOTS;
+    for (let slot = 0; slot < below; slot++) {
+      Atomics.store(index.words, index.position(slot, false), SLOT_EMPTY);
+    }
+    const unlinked = index.unlinkBelow(below);
+    assert.equal(unlinked.length, below / LEAF_SLOTS);
+    index.recycle(unlinked, () => assert.fail("no accepted entry was left"));
+    for (let k = 0; k < unlinked.length; k++) {
+      index.setCommitted(2 ** 40 + k * LEAF_SLOTS, 5); // each takes a recycled leaf
+    }
+    let step = steps.next();
+    for (; !step.done; step = steps.next()) pauses++;
+    assert.equal(pauses, 5, "six steps: three counting, three listing");
+    // Listed: the first step's slots (before the truncation), then those from `below` on.
+    const expected: number[] = [];
+    for (let slot = 0; slot < slots; slot++) {
+      if (slot < PAIRS_STEP_LEAVES * LEAF_SLOTS || slot >= below) expected.push(slot, 3 * slot + 1);
+    }
+    const pairs = step.value;
+    assert.equal(pairs.length, expected.length);
+    assert.deepEqual([...pairs], expected);
+    // Uninterrupted, the same walk lists exactly what the slow way finds.
+    assert.deepEqual([...index.committedPairs(addressEnd)], expectedPairs(index, addressEnd));
   });
 
   test("a checkpoint written from pairs in place or from a plain array reads back the same", async () => {
