@@ -13,9 +13,10 @@
  * | reopen of 1M entries + first read      | open + `read` + close              | open + get + close                      |
  *
  * Peers, each run only in the runtime that has it (a peer that cannot run says why):
- * - `bun:sqlite` (Bun): WAL, `(id INTEGER PRIMARY KEY, v BLOB)`, prepared statements,
- *   `synchronous=OFF` for the append without sync (one autocommit insert per entry),
- *   `synchronous=FULL` for the durable rows, one transaction for the 100-batch.
+ * - SQLite: `bun:sqlite` in Bun, `node:sqlite` (`DatabaseSync`) in Deno, where it is Deno's
+ *   SQLite; one implementation, the same in both: WAL, `(id INTEGER PRIMARY KEY, v BLOB)`,
+ *   prepared statements, `synchronous=OFF` for the append without sync (one autocommit insert per
+ *   entry), `synchronous=FULL` for the durable rows, one transaction for the 100-batch.
  * - Deno KV (Deno, `--unstable-kv`): `Deno.openKv(path)`, keys `[i]`; every write is durable, so
  *   its "append, no sync" is its durable `set` (marked "synced"); one `atomic()` for the 100-batch;
  *   `list()` for the scan.
@@ -156,7 +157,7 @@ function withNewLog(
 
 /**
  * The log tuned for one committing writer: segments zero-filled before use, and syncs on the JS
- * thread as bun:sqlite's are (commit workloads only).
+ * thread as SQLite's are (commit workloads only).
  */
 const TUNED = { zeroFillSegments: true, inlineSync: true };
 const hybridlogZeroFill: Peer = {
@@ -219,18 +220,65 @@ const hybridlog: Peer = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// bun:sqlite
+// SQLite: bun:sqlite (Bun) and node:sqlite (Deno)
 
-/** bun:sqlite's `Database` class, loaded only in Bun (a static import would fail in Deno). */
-async function loadSqlite(): Promise<any> {
-  if (runtime !== "bun") throw new Error("bun:sqlite exists only in Bun");
-  const module: any = await import("bun:" + "sqlite");
-  return module.Database;
+/**
+ * The little in which SQLite's drivers differ; everything else the peer uses (`exec`, `prepare`,
+ * a statement's `run`, `get` and `iterate`, `close`) both have alike.
+ */
+interface SqliteDriver {
+  /** The peer's column. */
+  name: string;
+  /** Opens the database at `path`, creating it if missing. */
+  open(path: string): any;
+  /** `body` as one transaction: BEGIN, then COMMIT, or ROLLBACK when it throws. */
+  transaction<A extends unknown[]>(db: any, body: (...args: A) => void): (...args: A) => void;
 }
 
-function sqlitePeer(Database: any): Peer {
+/** bun:sqlite, loaded only in Bun (a static import would fail in Deno). */
+async function loadBunSqlite(): Promise<SqliteDriver> {
+  if (runtime !== "bun") throw new Error("bun:sqlite exists only in Bun");
+  const { Database }: any = await import("bun:" + "sqlite");
+  return {
+    name: "bun:sqlite",
+    open: (path) => new Database(path, { create: true }),
+    transaction: (db, body) => db.transaction(body),
+  };
+}
+
+/**
+ * node:sqlite's `DatabaseSync`, loaded only in Deno, where it is the SQLite a user would pick (Bun
+ * has it too, but Bun's own is bun:sqlite). It has no `transaction()` helper; this one does what
+ * bun:sqlite's does: BEGIN, COMMIT and ROLLBACK prepared once, ROLLBACK when the body throws.
+ */
+async function loadNodeSqlite(): Promise<SqliteDriver> {
+  if (runtime !== "deno") throw new Error("node:sqlite is measured only in Deno (Bun: bun:sqlite)");
+  const { DatabaseSync }: any = await import("node:sqlite");
+  return {
+    name: "node:sqlite",
+    open: (path) => new DatabaseSync(path),
+    transaction: (db, body) => {
+      const begin = db.prepare("BEGIN");
+      const commit = db.prepare("COMMIT");
+      const rollback = db.prepare("ROLLBACK");
+      return (...args) => {
+        begin.run();
+        try {
+          body(...args);
+        } catch (error) {
+          rollback.run();
+          throw error;
+        }
+        commit.run();
+      };
+    },
+  };
+}
+
+/** The same database, statements and workloads in every runtime; only `driver` differs. */
+function sqlitePeer(driver: SqliteDriver): Peer {
   const openDb = (path: string, synchronous: "OFF" | "FULL"): any => {
-    const db = new Database(path, { create: true });
+    const db = driver.open(path);
     db.exec("PRAGMA journal_mode = WAL");
     db.exec(`PRAGMA synchronous = ${synchronous}`);
     db.exec("CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, v BLOB)");
@@ -260,7 +308,7 @@ function sqlitePeer(Database: any): Peer {
     const path = join(dir, "log.db");
     const db = openDb(path, "FULL");
     const insert = db.prepare(INSERT);
-    const insertBatch = db.transaction((n: number) => {
+    const insertBatch = driver.transaction(db, (n: number) => {
       for (let i = 0; i < n; i++) insert.run(value);
     });
     for (let done = 0; done < count; done += BUILD_BATCH_ENTRIES) {
@@ -276,7 +324,7 @@ function sqlitePeer(Database: any): Peer {
   }, (db: any) => db.close());
 
   return {
-    name: "bun:sqlite",
+    name: driver.name,
     append: withNewDb("OFF", (db) => {
       const insert = db.prepare(INSERT);
       return () => {
@@ -289,7 +337,7 @@ function sqlitePeer(Database: any): Peer {
     }),
     commitGroup: withNewDb("FULL", (db) => {
       const insert = db.prepare(INSERT);
-      const insertGroup = db.transaction(() => {
+      const insertGroup = driver.transaction(db, () => {
         for (let n = 0; n < GROUP_ENTRIES; n++) insert.run(value);
       });
       return () => insertGroup();
@@ -319,7 +367,7 @@ function sqlitePeer(Database: any): Peer {
     reopen: function* () {
       const path = build(REOPEN_ENTRIES);
       yield () => {
-        const db = new Database(path);
+        const db = driver.open(path);
         do_not_optimize(db.prepare(SELECT).get(1).v);
         db.close();
       };
@@ -769,8 +817,11 @@ async function tryPeer(name: string, load: () => Peer | Promise<Peer>): Promise<
   }
 }
 
-if (runtime === "bun") await tryPeer("bun:sqlite", async () => sqlitePeer(await loadSqlite()));
-if (runtime === "deno") await tryPeer("Deno KV", () => kvPeer(loadOpenKv()));
+if (runtime === "bun") await tryPeer("bun:sqlite", async () => sqlitePeer(await loadBunSqlite()));
+if (runtime === "deno") {
+  await tryPeer("node:sqlite", async () => sqlitePeer(await loadNodeSqlite()));
+  await tryPeer("Deno KV", () => kvPeer(loadOpenKv()));
+}
 await tryPeer("lmdb-js", async () => lmdbPeer(await loadLmdb()));
 await tryPeer("node:fs file", filePeer);
 for (const [name, reason] of Object.entries(skipped)) {

@@ -108,10 +108,11 @@ function appendLogJson(runtime: Runtime, date: string, f: Figures) {
 /** bench/results/<runtime>-peers.json as bench/peers_bench.ts writes it. */
 function peersJson(runtime: Runtime, date: string, f: Figures) {
   // Deno KV syncs every write: its "append, no sync" figure is its durable set, and it has no
-  // no-sync bench of its own. Its figure here would fail target 1 if it were counted.
+  // no-sync bench of its own. Its figure here would fail target 1 if it were counted. Each
+  // runtime's SQLite: bun:sqlite in Bun, node:sqlite in Deno.
   const peers: Record<string, number> = runtime === "bun"
     ? { "bun:sqlite": 6_700, "lmdb-js": 1_300, "node:fs file": 250 }
-    : { "Deno KV": 100, "lmdb-js": 1_300, "node:fs file": 250 };
+    : { "node:sqlite": 6_700, "Deno KV": 100, "lmdb-js": 1_300, "node:fs file": 250 };
   const names = Object.keys(peers);
   const nonDurable = names.filter((name) => name !== "Deno KV");
   const row = (workload: string, unit: string, values: Record<string, number>) => ({
@@ -293,14 +294,9 @@ describe("npm run bench:check", () => {
     const status = (runtime: string, id: string) =>
       lines.find((line) => line.runtime === runtime && line.id === id)!.status;
     for (const runtime of ["bun", "deno"]) {
-      for (const id of ["1", "2", "3a", "4", "5a", "5b", "6a", "6b", "7", "8", "9a", "9b"]) {
-        assert.equal(status(runtime, id), "PASS", `${runtime} ${id}`);
-      }
+      for (const id of IDS) assert.equal(status(runtime, id), "PASS", `${runtime} ${id}`);
     }
-    assert.equal(status("bun", "3b"), "PASS");
-    // deno-peers.json has no bun:sqlite.
-    assert.equal(status("deno", "3b"), "NOT MEASURED");
-    assert.match(run.stdout, /^targets: 25 pass, 0 fail, 1 not measured\b/m);
+    assert.match(run.stdout, /^targets: 26 pass, 0 fail, 0 not measured\b/m);
 
     // The figures are the files' own, each with its file and workload.
     const line = (runtime: string, id: string) =>
@@ -329,6 +325,23 @@ describe("npm run bench:check", () => {
     // Deno KV's figure (synced, 100 ns) is not the best non-durable append: node:fs file's is.
     assert.match(line("deno", "1"), /: 10\.42× .*best peer node:fs file 250\.0 ns/);
     assert.match(line("deno", "1"), /left out, their append syncs: Deno KV/);
+    // 3b: each runtime against its own SQLite (700k / 300k entries/s = 2.33×), said plainly.
+    assert.match(
+      line("bun", "3b"),
+      /^100 appends \+ one durable commit vs bun:sqlite FULL \(entries\/s\): 2\.33× \(hybridlog entries\/s ÷ bun:sqlite entries\/s;/,
+    );
+    assert.match(line("bun", "3b"), /hybridlog 700,000 entries\/s, bun:sqlite 300,000 entries\/s/);
+    assert.doesNotMatch(line("bun", "3b"), /node:sqlite/);
+    assert.match(
+      line("deno", "3b"),
+      /^100 appends \+ one durable commit vs node:sqlite FULL \(Deno's SQLite; bun:sqlite exists only in Bun\), entries\/s: 2\.33× \(hybridlog entries\/s ÷ node:sqlite entries\/s;/,
+    );
+    assert.match(
+      line("deno", "3b"),
+      /hybridlog 700,000 entries\/s, node:sqlite 300,000 entries\/s \[deno-peers\.json: "100 appends \+ 1 durable commit"\]/,
+    );
+    // node:sqlite is one of the peers a scan must beat.
+    assert.match(line("deno", "6a"), /hybridlog 50\.0 ns; node:sqlite 60\.0 ns, Deno KV 60\.0 ns/);
     // Timer lag: the worst hybridlog row's p99 over the idle baseline (0.6 − 0.3 ms), with every
     // row's figures (baseline and floor too).
     assert.match(
@@ -375,7 +388,7 @@ describe("npm run bench:check", () => {
       /: 1\.20× \(hybridlog ÷ floor; the log with inlineSync .*≤ 1\.15×\)/,
     );
     assert.match(failed[0].text, /57\.60 µs/);
-    assert.match(run.stdout, /^targets: 24 pass, 1 fail, 1 not measured\b/m);
+    assert.match(run.stdout, /^targets: 25 pass, 1 fail, 0 not measured\b/m);
   });
 
   test("results from before inlineSync: targets 2 and 3a compare the default", () => {
@@ -437,6 +450,67 @@ describe("npm run bench:check", () => {
     assert.match(line("3b").text, /default hybridlog 500,000 entries\/s → 1\.67×/);
   });
 
+  test("Deno's 3b compares node:sqlite, the zero-fill column when measured: PASS, then FAIL", () => {
+    using dir = tempDir();
+    writeResults(dir.path);
+    const peersFile = join(dir.path, "deno-peers.json");
+    const setGroup = (values: Record<string, number>) => {
+      const peers = JSON.parse(fs.readFileSync(peersFile, "utf8"));
+      const group = peers.table.find((row: { workload: string }) =>
+        /^100 appends/.test(row.workload)
+      );
+      Object.assign(group.values, values);
+      fs.writeFileSync(peersFile, JSON.stringify(peers));
+    };
+    const deno3b = () =>
+      targetLines(benchCheck(dir.path).stdout).find((l) => l.runtime === "deno" && l.id === "3b")!;
+
+    // The default (500k) is under 2× node:sqlite (300k); the zero-fill column (660k) is over it.
+    setGroup({ "hybridlog (zeroFillSegments, inlineSync)": 660_000, hybridlog: 500_000 });
+    const pass = deno3b();
+    assert.equal(pass.status, "PASS", pass.text);
+    assert.match(
+      pass.text,
+      /: 2\.20× .*hybridlog \(zeroFillSegments, inlineSync\) 660,000 entries\/s, node:sqlite 300,000 entries\/s/,
+    );
+    assert.match(pass.text, /default hybridlog 500,000 entries\/s → 1\.67×/);
+
+    // 550k / 300k = 1.83×: under the bound, and Bun's 3b (bun:sqlite) is untouched by it.
+    setGroup({ "hybridlog (zeroFillSegments, inlineSync)": 550_000 });
+    const run = benchCheck(dir.path);
+    assert.equal(run.code, 1, run.stdout + run.stderr);
+    const failed = targetLines(run.stdout).filter((line) => line.status === "FAIL");
+    assert.deepEqual(failed.map(({ runtime, id }) => `${runtime} ${id}`), ["deno 3b"]);
+    assert.match(
+      failed[0].text,
+      /vs node:sqlite FULL \(Deno's SQLite; bun:sqlite exists only in Bun\), entries\/s: 1\.83× .*≥ 2×\)/,
+    );
+    assert.match(failed[0].text, /550,000 entries\/s, node:sqlite 300,000 entries\/s/);
+  });
+
+  test("Deno results without node:sqlite: 3b is NOT MEASURED, naming it and why it was skipped", () => {
+    using dir = tempDir();
+    writeResults(dir.path);
+    const peersFile = join(dir.path, "deno-peers.json");
+    const peers = JSON.parse(fs.readFileSync(peersFile, "utf8"));
+    peers.peers = peers.peers.filter((name: string) => name !== "node:sqlite");
+    for (const row of peers.table) delete row.values["node:sqlite"];
+    peers.skipped = { "node:sqlite": "Error: No such built-in module: node:sqlite" };
+    fs.writeFileSync(peersFile, JSON.stringify(peers));
+    const run = benchCheck(dir.path);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    const lines = targetLines(run.stdout);
+    const line = (runtime: string, id: string) =>
+      lines.find((l) => l.runtime === runtime && l.id === id)!;
+    assert.equal(line("deno", "3b").status, "NOT MEASURED");
+    assert.match(
+      line("deno", "3b").text,
+      /deno-peers\.json has no node:sqlite figure \(peers measured: Deno KV, lmdb-js, node:fs file; node:sqlite skipped: Error: No such built-in module: node:sqlite\)$/,
+    );
+    assert.equal(line("bun", "3b").status, "PASS");
+    assert.match(run.stdout, /^targets: 25 pass, 0 fail, 1 not measured\b/m);
+  });
+
   test("timer lag and memory targets fail with their figures", () => {
     using dir = tempDir();
     writeResults(dir.path, {
@@ -459,7 +533,7 @@ describe("npm run bench:check", () => {
     assert.match(failed[0].text, /note: the absolute p99 1\.500 ms is over 1 ms$/);
     assert.match(failed[1].text, /: 2\.00× .*2\.0000 B\/entry/);
     assert.match(failed[2].text, /: 1\.17× .*max RSS 300\.0 MiB vs bound 256\.0 MiB/);
-    assert.match(run.stdout, /^targets: 22 pass, 3 fail, 1 not measured\b/m);
+    assert.match(run.stdout, /^targets: 23 pass, 3 fail, 0 not measured\b/m);
   });
 
   test("lag counts over a slow idle baseline; a short or GC-less memory run is NOT MEASURED", () => {
