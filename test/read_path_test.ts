@@ -48,6 +48,35 @@ describe("read path", () => {
     );
   });
 
+  test("records verified in one 256 KiB part of a segment vouch for no record in another", async () => {
+    using dir = tempDir();
+    const options = { segmentSizeBytes: 1024 * 1024, bufferSizeBytes: 64 * 1024 };
+    // 128-byte records (16 B header + 112 B): record k + 2048 lies exactly 256 KiB after record k,
+    // at the same place in the next part of the segment's verified bitmap.
+    const value = (i: number) => entryBytes(i, 112);
+    const addresses: number[] = [];
+    {
+      await using log = await AppendLog.open({ dir: dir.path, ...options });
+      for (let i = 0; i < 7000; i++) addresses.push(log.enqueue(value(i)));
+      await log.commit();
+    }
+    assert.equal(addresses[2048] - addresses[0], 256 * 1024);
+    const damaged = [5 + 2048, 5 + 2 * 2048, 5 + 3 * 2048];
+    for (const i of damaged) flipByte(join(dir.path, SEGMENT_0), addresses[i] + 16);
+    await using log = await AppendLog.open({ dir: dir.path, ...options });
+    for (let attempt = 0; attempt < 2; attempt++) {
+      assert.deepEqual(log.read(addresses[5]), value(5), `record 5, read ${attempt}`);
+      for (const i of damaged) {
+        assert.throws(() => log.readView(addresses[i]), CorruptionError, `record ${i}`);
+      }
+    }
+    for (let i = 0; i < addresses.length; i++) {
+      if (!damaged.includes(i)) {
+        assert.deepEqual(log.readView(addresses[i]), value(i), `record ${i}`);
+      }
+    }
+  });
+
   test("damage to a record's header is caught as well (length and address words)", async () => {
     using dir = tempDir();
     const addresses = await buildLog(dir.path, 20);
