@@ -59,7 +59,8 @@ import {
   entryInSegment,
   followCommits,
   HANDLE_VERSION,
-  recordSlotAndType,
+  recordSlot,
+  recordType,
   RequestKind,
   SharedSlots,
   TYPE_ACCEPTED,
@@ -441,10 +442,10 @@ export class ConsensusLog {
     if (payload === undefined) {
       payload = this.#tail.recordExpectedAt(address).payload;
     }
-    const { slot, type } = recordSlotAndType(payload);
+    const slot = recordSlot(payload);
     if (slot < this.#hard.state.truncatedBelowSlot) return;
     const { index, region } = this.#slots;
-    if (type === TYPE_COMMITTED) {
+    if (recordType(payload) === TYPE_COMMITTED) {
       const previous = index.setCommitted(slot, address);
       if (previous >= 2) region.free(wordOffset(previous));
       this.#journaled.delete(slot);

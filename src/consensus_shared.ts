@@ -512,8 +512,10 @@ export async function* followCommits(
     const until = source.committedUntilAddress();
     for (const { address, nextAddress, value: payload } of source.entries(cursor, until)) {
       cursor = nextAddress;
-      const { slot, type } = recordSlotAndType(payload);
-      if (type === TYPE_COMMITTED && slot >= from && address >= source.beginAddress()) {
+      if (
+        recordType(payload) === TYPE_COMMITTED && recordSlot(payload) >= from &&
+        address >= source.beginAddress()
+      ) {
         yield entryFromRecord(payload, true);
       }
       if (signal?.aborted || source.closed()) return;
@@ -524,10 +526,23 @@ export async function* followCommits(
   }
 }
 
-/** Slot and type of a tail record's payload. */
-export function recordSlotAndType(payload: Uint8Array): { slot: number; type: number } {
-  const view = new DataView(payload.buffer, payload.byteOffset, ENTRY_HEADER_BYTES);
-  return { slot: view.getFloat64(0, true), type: view.getUint32(20, true) };
+/** Eight bytes to read a float64 through (little-endian, as the typed-array views elsewhere). */
+const SLOT_SCRATCH = new Float64Array(1);
+const SLOT_SCRATCH_BYTES = new Uint8Array(SLOT_SCRATCH.buffer);
+
+/**
+ * Slot of a tail record's payload. Reads through a scratch float instead of a `DataView` and a
+ * result object per record: recovery calls it once per record, and those two allocations were a
+ * sixth of a 1M-record replay in Deno.
+ */
+export function recordSlot(payload: Uint8Array): number {
+  for (let i = 0; i < 8; i++) SLOT_SCRATCH_BYTES[i] = payload[i];
+  return SLOT_SCRATCH[0];
+}
+
+/** Type of a tail record's payload ({@linkcode TYPE_COMMITTED} or {@linkcode TYPE_ACCEPTED}). */
+export function recordType(payload: Uint8Array): number {
+  return (payload[20] | (payload[21] << 8) | (payload[22] << 16) | (payload[23] << 24)) >>> 0;
 }
 
 // ---- commit requests: a Worker's commit, carried out by the owner --------------------------
