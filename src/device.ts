@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { RangeChecksum } from "../ffi/types.ts";
 
 /** How durable a sync makes a file. */
 export type SyncMode = "data" | "full";
@@ -15,6 +16,11 @@ export interface FileView {
   readonly bytes: Uint8Array;
   /** The same bytes as 32-bit words (little-endian), for header reads. */
   readonly words: Uint32Array;
+  /**
+   * CRC-32 of a range of `bytes` computed natively (libdeflate) when the device has it; record
+   * checks fall back to `node:zlib` over a view without it.
+   */
+  readonly checksum?: RangeChecksum;
   /** Ends the view: on the real device it detaches every view and unmaps. Idempotent. */
   release(): void;
 }

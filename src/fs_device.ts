@@ -166,6 +166,7 @@ class FsFile implements DeviceFile {
     return {
       bytes: new Uint8Array(mapping.buffer),
       words: new Uint32Array(mapping.buffer),
+      checksum: native.rangeChecksum(mapping.buffer),
       release: () => mapping.unmap(),
     };
   }

@@ -154,6 +154,9 @@ export type RecordProblem =
 /**
  * Validates the record at byte `offset` of a region that ends at `limit` (exclusive) and that
  * should sit at logical `address`. `"empty"` means the header is all zero (clean end of data).
+ * `rangeChecksum`, over the buffer `bytes` views, sums the record where it lies (libdeflate: in
+ * Deno, verifying a 1M-record replay spent a tenth of its time in `node:zlib`'s CRC and the view
+ * it needs).
  */
 export function checkRecord(
   bytes: Uint8Array,
@@ -163,6 +166,7 @@ export function checkRecord(
   address: number,
   seed: number,
   lengthBytesMax: number,
+  rangeChecksum?: RangeChecksum,
 ): RecordProblem | undefined {
   if (offset + RECORD_HEADER_BYTES > limit) return "length";
   const w = offset >>> 2;
@@ -181,8 +185,8 @@ export function checkRecord(
     return "length";
   }
   const span = checksummedLength(kind, length);
-  if (checksum(bytes.subarray(offset + 4, offset + 4 + span), seed) !== words[w]) {
-    return "checksum";
-  }
-  return undefined;
+  const sum = rangeChecksum !== undefined
+    ? rangeChecksum(bytes.byteOffset + offset + 4, span, seed)
+    : checksum(bytes.subarray(offset + 4, offset + 4 + span), seed);
+  return sum === words[w] ? undefined : "checksum";
 }

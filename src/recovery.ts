@@ -420,8 +420,8 @@ function scanForward(segments: SegmentSet, checkpoint: Checkpoint) {
       result.problem = "empty";
       break;
     }
-    const { bytes, words } = segment.view;
-    const problem = checkRecord(bytes, words, offset, S, address, seed, recordBytesMax);
+    const { bytes, words, checksum } = segment.view;
+    const problem = checkRecord(bytes, words, offset, S, address, seed, recordBytesMax, checksum);
     if (problem !== undefined) {
       result.problem = problem;
       break;

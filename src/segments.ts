@@ -317,7 +317,8 @@ function checkSegmentRecord(
   logId: number,
 ): RecordProblem | undefined {
   const limit = recordBytesLimit(segmentSizeBytes);
-  return checkRecord(view.bytes, view.words, offset, segmentSizeBytes, address, logId, limit);
+  const { bytes, words, checksum } = view;
+  return checkRecord(bytes, words, offset, segmentSizeBytes, address, logId, limit, checksum);
 }
 
 /** A record found in a segment: its kind, payload (a view) and total size. */

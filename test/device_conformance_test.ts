@@ -5,6 +5,8 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import type { Device } from "../src/device.ts";
+import { native } from "../ffi/mod.ts";
+import { checksum } from "../src/checksum.ts";
 import { IoError, LockedError } from "../src/errors.ts";
 import { FaultyDevice } from "../src/faulty_device.ts";
 import { fsDevice } from "../src/fs_device.ts";
@@ -172,6 +174,36 @@ for (const make of devices) {
       assert.deepEqual([...view.bytes.subarray(4096, 4100)], [1, 2, 0, 0]);
       view.release();
       view.release();
+      file.close();
+    });
+
+    test("a view's native checksum, where it has one, sums what node:zlib sums over its bytes", () => {
+      using s = make.make();
+      const file = s.device.open(join(s.root, "a"), { create: true });
+      file.allocate(0, 65536);
+      file.write(entryBytes(3, 20_000), 1000);
+      const view = file.view(65536);
+      if (view.checksum !== undefined) {
+        for (
+          const [offset, length, seed] of [[4, 116, 7], [1000, 20_000, 0], [
+            60_000,
+            5536,
+            2 ** 31 + 9,
+          ]]
+        ) {
+          assert.equal(
+            view.checksum(offset, length, seed),
+            checksum(view.bytes.subarray(offset, offset + length), seed),
+            `[${offset}, +${length})`,
+          );
+        }
+        view.release();
+        assert.throws(() => view.checksum!(4, 116, 7), "a released view's range is gone");
+      } else {
+        // Only the real device has one, and only where libdeflate loads (CI installs it).
+        assert.ok(make.name !== "fs" || native.rangeChecksumUnavailableReason !== undefined);
+        view.release();
+      }
       file.close();
     });
 
