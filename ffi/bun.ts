@@ -141,9 +141,6 @@ export function libdeflateRangeChecksum(
   };
 }
 
-/** Bytes of a WebAssembly memory page. */
-const WASM_PAGE_BYTES = 64 * 1024;
-
 class BunNative extends PosixNative {
   readonly runtime = "bun";
   readonly #runtime: Runtime;
@@ -166,28 +163,6 @@ class BunNative extends PosixNative {
 
   get rangeChecksumUnavailableReason(): string | undefined {
     return (this.#libdeflate ??= loadLibdeflate(this.#runtime.ffi)).reason;
-  }
-
-  /**
-   * A size of whole 64 KiB pages comes from a shared `WebAssembly.Memory`, mapped fresh. Bun's
-   * `new SharedArrayBuffer` of 64 MiB collects garbage first once earlier ones are unreachable:
-   * opening and closing a ConsensusLog (a 64 MiB region and a 64 MiB index) took 12–14 ms
-   * (median; p90 34–51 ms) with it, against 3.7–3.9 ms (p90 4–4.8 ms) this way. In Deno both
-   * cost the same at the median and the plain buffer less at the p90, so Deno keeps it.
-   */
-  override sharedBuffer(sizeBytes: number): SharedArrayBuffer {
-    if (sizeBytes > 0 && sizeBytes % WASM_PAGE_BYTES === 0) {
-      const pages = sizeBytes / WASM_PAGE_BYTES;
-      try {
-        const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-        // Typed as an ArrayBuffer; a shared memory's is a SharedArrayBuffer (checked).
-        const buffer: unknown = memory.buffer;
-        if (buffer instanceof SharedArrayBuffer && buffer.byteLength === sizeBytes) return buffer;
-      } catch {
-        // Address space or engine limits: a plain buffer below.
-      }
-    }
-    return super.sharedBuffer(sizeBytes);
   }
 
   map(fd: number, lengthBytes: number, options: MapOptions): Mapping {

@@ -71,11 +71,6 @@ export abstract class PosixNative implements Native {
   abstract rangeChecksum(buffer: ArrayBuffer): RangeChecksum | undefined;
   abstract readonly rangeChecksumUnavailableReason: string | undefined;
   readonly #files: FileCalls;
-
-  sharedBuffer(sizeBytes: number): SharedArrayBuffer {
-    return new SharedArrayBuffer(sizeBytes);
-  }
-
   readonly #openUring: UringOpener;
   #uringReason: string | undefined;
   #uringProbed = false;

@@ -89,11 +89,6 @@ export interface Native {
   readonly pageSizeBytes: number;
   /** `mmap(NULL, lengthBytes, prot, MAP_SHARED, fd, offset)`; throws `IoError` (`mmap`). */
   map(fd: number, lengthBytes: number, options: MapOptions): Mapping;
-  /**
-   * A new zero-filled `SharedArrayBuffer` of exactly `sizeBytes`, made the cheapest way this
-   * runtime has for a large one (its pages use memory only once touched).
-   */
-  sharedBuffer(sizeBytes: number): SharedArrayBuffer;
   /** `fsync(2)` on the calling thread; throws `IoError`. */
   fsync(fd: number): void;
   /** `fdatasync(2)` on the calling thread; throws `IoError`. */

@@ -29,7 +29,6 @@
  * @module
  */
 import type { EpochTable } from "./epoch.ts";
-import { native } from "../ffi/mod.ts";
 
 const ENTRY_LIVE = 1;
 const ENTRY_FREED = 2;
@@ -109,7 +108,7 @@ export class MutableRegion {
     this.chunkBytes = chunkBytes;
     this.chunkCount = Math.floor(capacityBytes / chunkBytes);
     this.capacityBytes = this.chunkCount * chunkBytes;
-    const data = buffers?.data ?? native.sharedBuffer(this.capacityBytes);
+    const data = buffers?.data ?? new SharedArrayBuffer(this.capacityBytes);
     const control = buffers?.control ??
       new SharedArrayBuffer((CONTROL_FIXED_WORDS + CHUNK_STRIDE * this.chunkCount) * 4);
     if (data.byteLength !== this.capacityBytes) {

@@ -25,7 +25,6 @@
  * @module
  */
 import { RegionFullError } from "./errors.ts";
-import { native } from "../ffi/mod.ts";
 
 /** A slot word: see the module comment. */
 export const SLOT_EMPTY = 0;
@@ -67,8 +66,7 @@ const HEADER_WORDS = 1024;
  * The index's default reservation: 64 MiB of address space, room for about 5.5 million live
  * slots (768 B per 64-slot leaf). Pages are committed only when touched, but Bun counts the whole
  * reservation as external memory (and has paused hundreds of ms collecting right after a 512 MiB
- * one was made), so the default stays modest and the `indexSizeBytes` option raises it. The
- * buffer comes from `native.sharedBuffer` (in Bun, a WebAssembly memory: see there).
+ * one was made), so the default stays modest and the `indexSizeBytes` option raises it.
  */
 export const INDEX_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024;
 /** Smallest `indexSizeBytes`. */
@@ -98,7 +96,7 @@ export class SlotIndex {
   /** Creates an index of `sizeBytes`, or attaches to the `buffer` of an existing one. */
   constructor(buffer?: SharedArrayBuffer, sizeBytes: number = INDEX_SIZE_BYTES_DEFAULT) {
     const create = buffer === undefined;
-    this.buffer = buffer ?? native.sharedBuffer(sizeBytes);
+    this.buffer = buffer ?? new SharedArrayBuffer(sizeBytes);
     this.words = new Int32Array(this.buffer);
     this.#floats = new Float64Array(this.buffer);
     if (create) {

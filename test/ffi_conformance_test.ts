@@ -106,28 +106,6 @@ for (const impl of implementations) {
       assert.equal(runtimeName, "Bun" in globalThis ? "bun" : "deno");
     });
 
-    test("sharedBuffer() gives zero-filled, independent SharedArrayBuffers of exactly the size asked", () => {
-      // Whole 64 KiB pages (Bun: a WebAssembly memory), other sizes, and a region's default size.
-      for (const sizeBytes of [64 * 1024, 3 * 64 * 1024, 100_000, 64 * 1024 * 1024]) {
-        const a = impl.sharedBuffer(sizeBytes);
-        const b = impl.sharedBuffer(sizeBytes);
-        assert.ok(a instanceof SharedArrayBuffer, `${sizeBytes}: a SharedArrayBuffer`);
-        assert.equal(a.byteLength, sizeBytes);
-        assert.equal((a as { growable?: boolean }).growable ?? false, false, "fixed length");
-        const words = new Int32Array(a);
-        let nonZero = 0;
-        for (let i = 0; i < words.length; i++) nonZero |= words[i];
-        assert.equal(nonZero, 0, `${sizeBytes}: zero-filled`);
-        assert.equal(Atomics.compareExchange(words, words.length - 1, 0, 7), 0);
-        assert.equal(
-          Atomics.load(new Int32Array(b), words.length - 1),
-          0,
-          "buffers are independent",
-        );
-        assert.equal(new Int32Array(a)[words.length - 1], 7);
-      }
-    });
-
     test("pageSizeBytes is a power of two of at least 4096", () => {
       const page = impl.pageSizeBytes;
       assert.ok(Number.isSafeInteger(page) && page >= 4096, `page size ${page}`);
