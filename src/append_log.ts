@@ -363,8 +363,8 @@ export class AppendLog {
    * an entry this process did not write).
    */
   read(address: number): Uint8Array | undefined {
-    const view = this.#tail.committedPayload(address, RecordKind.entry);
-    if (view !== undefined) return view.slice();
+    const copy = this.#tail.committedPayloadCopy(address, RecordKind.entry);
+    if (copy !== undefined) return copy;
     return this.#locateEntry("read", address)?.slice();
   }
 

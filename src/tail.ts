@@ -31,7 +31,16 @@ import {
   writeCommitMarker,
 } from "./recovery.ts";
 import { EntryIterator } from "./entry_iterator.ts";
-import { payloadView, recordInSegment, type Segment, type SegmentSet } from "./segments.ts";
+import {
+  type HeaderScratch,
+  headerScratch,
+  payloadView,
+  PREADS_BEFORE_MAPPING,
+  readPayloadCopy,
+  recordInSegment,
+  type Segment,
+  type SegmentSet,
+} from "./segments.ts";
 import { FILL_LEAD_BYTES, removeLeftoverSpare, SparePreparer } from "./spare_segment.ts";
 
 /** How durable a commit is when it resolves. */
@@ -178,6 +187,8 @@ export class DurableTail {
   #stagedView: DataView;
   /** A native checksum of ranges of the staging buffer, where the runtime has a fast one. */
   #stagedChecksum: RangeChecksum | undefined = undefined;
+  /** The header buffer of `committedPayloadCopy`'s reads (made on the first). */
+  #headerScratch: HeaderScratch | undefined = undefined;
   #staging: StagingViews;
   #stagingBase: number;
   /**
@@ -1100,6 +1111,24 @@ export class DurableTail {
   committedPayload(address: number, kind: RecordKind): Uint8Array | undefined {
     const segment = this.committedSegment(address);
     return segment && payloadView(segment, this.segmentSizeBytes, address, kind, this.logId);
+  }
+
+  /**
+   * Like {@linkcode DurableTail.committedPayload}, as a copy: the first copying reads of a segment
+   * found at open read the record with `pread` instead of mapping the segment (see
+   * {@linkcode PREADS_BEFORE_MAPPING}).
+   */
+  committedPayloadCopy(address: number, kind: RecordKind): Uint8Array | undefined {
+    const segment = this.committedSegment(address);
+    if (segment === undefined) return undefined;
+    if (!segment.mapped && segment.preads < PREADS_BEFORE_MAPPING) {
+      segment.preads++;
+      const S = this.segmentSizeBytes;
+      this.#headerScratch ??= headerScratch();
+      const copy = readPayloadCopy(segment, S, address, kind, this.logId, this.#headerScratch);
+      if (copy !== undefined) return copy;
+    }
+    return payloadView(segment, this.segmentSizeBytes, address, kind, this.logId)?.slice();
   }
 
   /**

@@ -5,7 +5,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { AppendLog, CorruptionError } from "../mod.ts";
+import { AppendLog, CorruptionError, InvalidArgumentError } from "../mod.ts";
 import { entryBytes, flipByte, tempDir } from "./_helpers.ts";
 
 const SMALL = { segmentSizeBytes: 64 * 1024, bufferSizeBytes: 8 * 1024 };
@@ -65,7 +65,7 @@ describe("read path", () => {
     for (const i of damaged) flipByte(join(dir.path, SEGMENT_0), addresses[i] + 16);
     await using log = await AppendLog.open({ dir: dir.path, ...options });
     for (let attempt = 0; attempt < 2; attempt++) {
-      assert.deepEqual(log.read(addresses[5]), value(5), `record 5, read ${attempt}`);
+      assert.deepEqual(log.readView(addresses[5]), value(5), `record 5, read ${attempt}`);
       for (const i of damaged) {
         assert.throws(() => log.readView(addresses[i]), CorruptionError, `record ${i}`);
       }
@@ -75,6 +75,43 @@ describe("read path", () => {
         assert.deepEqual(log.readView(addresses[i]), value(i), `record ${i}`);
       }
     }
+  });
+
+  test("the first copying reads after a reopen use pread, check everything, then the segment is mapped", async () => {
+    using dir = tempDir();
+    const addresses = await buildLog(dir.path, 50);
+    flipByte(join(dir.path, SEGMENT_0), addresses[7] + 16 + 3); // a payload byte
+    flipByte(join(dir.path, SEGMENT_0), addresses[9] + 4); // the length word
+    await using log = await AppendLog.open({ dir: dir.path, ...SMALL });
+    assert.equal(log.stats().mappedBytes, 0, "nothing mapped at open");
+    const reads = [3, 0, 12, 49, 30, 31];
+    for (const i of reads) assert.deepEqual(log.read(addresses[i]), entryBytes(i), `entry ${i}`);
+    const copy = log.read(addresses[3])!;
+    assert.equal(copy.buffer.byteLength, copy.length, "a copy of exactly the entry");
+    assert.equal(log.stats().mappedBytes, 0, "seven reads, all by pread");
+    // Not an entry's address (inside entry 3): refused as on the mapped path.
+    assert.throws(() => log.read(addresses[3] + 8), InvalidArgumentError);
+    assert.equal(log.stats().mappedBytes, SMALL.segmentSizeBytes, "the eighth read mapped it");
+    for (let attempt = 0; attempt < 2; attempt++) {
+      assert.throws(() => log.read(addresses[7]), CorruptionError, `payload damage, ${attempt}`);
+      assert.throws(() => log.read(addresses[9]), CorruptionError, `length damage, ${attempt}`);
+    }
+    for (let i = 0; i < 50; i++) {
+      if (i !== 7 && i !== 9) assert.deepEqual(log.read(addresses[i]), entryBytes(i), `entry ${i}`);
+    }
+  });
+
+  test("damage met by a pread read is reported as on the mapped path, every time", async () => {
+    using dir = tempDir();
+    const addresses = await buildLog(dir.path, 20);
+    flipByte(join(dir.path, SEGMENT_0), addresses[4] + 16); // a payload byte
+    flipByte(join(dir.path, SEGMENT_0), addresses[6] + 9); // the address word
+    await using log = await AppendLog.open({ dir: dir.path, ...SMALL });
+    assert.throws(() => log.read(addresses[4]), CorruptionError, "payload damage");
+    // A damaged address word: no record starts there, which the mapped path says (as before).
+    assert.throws(() => log.read(addresses[6]), InvalidArgumentError, "address damage");
+    assert.deepEqual(log.read(addresses[5]), entryBytes(5));
+    assert.throws(() => log.read(addresses[4]), CorruptionError, "and again");
   });
 
   test("damage to a record's header is caught as well (length and address words)", async () => {
