@@ -272,10 +272,17 @@ function writeResults(
 
 /** The per-target lines: `{ runtime, status, id, text }`. */
 function targetLines(stdout: string) {
-  return stdout.split("\n").flatMap((line) => {
+  const lines = stdout.split("\n").flatMap((line) => {
     const m = line.match(/^(bun|deno) +(PASS|FAIL|NOT MEASURED) +(\d[ab]?) +(.*)$/);
     return m ? [{ runtime: m[1], status: m[2], id: m[3], text: m[4] }] : [];
   });
+  /** The line of target `id` for `runtime`, which must have been printed. */
+  const of = (runtime: string, id: string) => {
+    const found = lines.find((line) => line.runtime === runtime && line.id === id);
+    assert.ok(found, `bench:check printed no line for ${runtime} ${id}`);
+    return found;
+  };
+  return Object.assign(lines, { of });
 }
 
 const IDS = ["1", "2", "3a", "3b", "4", "5a", "5b", "6a", "6b", "7", "8", "9a", "9b"];
@@ -291,16 +298,14 @@ describe("npm run bench:check", () => {
       ...IDS.map((id) => `bun ${id}`),
       ...IDS.map((id) => `deno ${id}`),
     ]);
-    const status = (runtime: string, id: string) =>
-      lines.find((line) => line.runtime === runtime && line.id === id)!.status;
+    const status = (runtime: string, id: string) => lines.of(runtime, id).status;
     for (const runtime of ["bun", "deno"]) {
       for (const id of IDS) assert.equal(status(runtime, id), "PASS", `${runtime} ${id}`);
     }
     assert.match(run.stdout, /^targets: 26 pass, 0 fail, 0 not measured\b/m);
 
     // The figures are the files' own, each with its file and workload.
-    const line = (runtime: string, id: string) =>
-      lines.find((line) => line.runtime === runtime && line.id === id)!.text;
+    const line = (runtime: string, id: string) => lines.of(runtime, id).text;
     assert.match(line("bun", "2"), /: 1\.04× /);
     assert.match(
       line("bun", "2"),
@@ -401,7 +406,7 @@ describe("npm run bench:check", () => {
     fs.writeFileSync(file, JSON.stringify(json));
     const run = benchCheck(dir.path);
     const lines = targetLines(run.stdout);
-    const line = (id: string) => lines.find((l) => l.runtime === "bun" && l.id === id)!;
+    const line = (id: string) => lines.of("bun", id);
     // 70 / 48 µs = 1.46×; 90 / 130 µs = 0.69×.
     assert.equal(line("2").status, "FAIL");
     assert.match(line("2").text, /: 1\.46× .*hybridlog p50 70\.00 µs/);
@@ -433,7 +438,7 @@ describe("npm run bench:check", () => {
     group.values.hybridlog = 500_000;
     fs.writeFileSync(peersFile, JSON.stringify(peers));
     const lines = targetLines(benchCheck(dir.path).stdout);
-    const line = (id: string) => lines.find((l) => l.runtime === "bun" && l.id === id)!;
+    const line = (id: string) => lines.of("bun", id);
     // 50 / 62.5 µs = 0.80× of the zero-filled floor, though the inlineSync row alone passes.
     assert.equal(line("3a").status, "FAIL");
     assert.match(
@@ -500,8 +505,7 @@ describe("npm run bench:check", () => {
     const run = benchCheck(dir.path);
     assert.equal(run.code, 0, run.stdout + run.stderr);
     const lines = targetLines(run.stdout);
-    const line = (runtime: string, id: string) =>
-      lines.find((l) => l.runtime === runtime && l.id === id)!;
+    const line = lines.of;
     assert.equal(line("deno", "3b").status, "NOT MEASURED");
     assert.match(
       line("deno", "3b").text,
@@ -548,8 +552,7 @@ describe("npm run bench:check", () => {
     const run = benchCheck(dir.path);
     assert.equal(run.code, 0, run.stdout + run.stderr);
     const lines = targetLines(run.stdout);
-    const line = (runtime: string, id: string) =>
-      lines.find((line) => line.runtime === runtime && line.id === id)!;
+    const line = lines.of;
     assert.equal(line("bun", "8").status, "PASS");
     assert.match(line("bun", "8").text, /: 0\.30× /);
     assert.match(
@@ -588,7 +591,7 @@ describe("npm run bench:check", () => {
     assert.equal(lines.length, 2 * IDS.length);
     for (const line of lines) assert.equal(line.status, "NOT MEASURED", line.text);
     assert.match(
-      lines.find((line) => line.runtime === "bun" && line.id === "2")!.text,
+      lines.of("bun", "2").text,
       /no bun\.json \(written by bench\/append_log_bench\.ts\)/,
     );
     assert.match(run.stdout, /^bun: no result files$/m);
