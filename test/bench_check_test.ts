@@ -285,15 +285,27 @@ function targetLines(stdout: string) {
   return Object.assign(lines, { of });
 }
 
+/** Runs bench:check on `dir`, which must exit 0 (no measured target failed), with its lines. */
+function passingRun(dir: string) {
+  const run = benchCheck(dir);
+  assert.equal(run.code, 0, run.stdout + run.stderr);
+  return { run, lines: targetLines(run.stdout) };
+}
+
+/** Runs bench:check on `dir`, which must exit 1 (a measured target failed), with its FAIL lines. */
+function failingRun(dir: string) {
+  const run = benchCheck(dir);
+  assert.equal(run.code, 1, run.stdout + run.stderr);
+  return { run, failed: targetLines(run.stdout).filter((line) => line.status === "FAIL") };
+}
+
 const IDS = ["1", "2", "3a", "3b", "4", "5a", "5b", "6a", "6b", "7", "8", "9a", "9b"];
 
 describe("npm run bench:check", () => {
   test("every measurable target passes: exit 0, PASS lines with the files' figures", () => {
     using dir = tempDir();
     writeResults(dir.path);
-    const run = benchCheck(dir.path);
-    assert.equal(run.code, 0, run.stdout + run.stderr);
-    const lines = targetLines(run.stdout);
+    const { run, lines } = passingRun(dir.path);
     assert.deepEqual(lines.map(({ runtime, id }) => `${runtime} ${id}`), [
       ...IDS.map((id) => `bun ${id}`),
       ...IDS.map((id) => `deno ${id}`),
@@ -384,9 +396,7 @@ describe("npm run bench:check", () => {
     using dir = tempDir();
     // 57,600 / 48,000 = 1.2× the floor: over 1.15×.
     writeResults(dir.path, { figures: { bun: { commitP50Ns: 57_600 } } });
-    const run = benchCheck(dir.path);
-    assert.equal(run.code, 1, run.stdout + run.stderr);
-    const failed = targetLines(run.stdout).filter((line) => line.status === "FAIL");
+    const { run, failed } = failingRun(dir.path);
     assert.deepEqual(failed.map(({ runtime, id }) => `${runtime} ${id}`), ["bun 2"]);
     assert.match(
       failed[0].text,
@@ -482,9 +492,7 @@ describe("npm run bench:check", () => {
 
     // 550k / 300k = 1.83×: under the bound, and Bun's 3b (bun:sqlite) is untouched by it.
     setGroup({ "hybridlog (zeroFillSegments, inlineSync)": 550_000 });
-    const run = benchCheck(dir.path);
-    assert.equal(run.code, 1, run.stdout + run.stderr);
-    const failed = targetLines(run.stdout).filter((line) => line.status === "FAIL");
+    const { failed } = failingRun(dir.path);
     assert.deepEqual(failed.map(({ runtime, id }) => `${runtime} ${id}`), ["deno 3b"]);
     assert.match(
       failed[0].text,
@@ -502,9 +510,7 @@ describe("npm run bench:check", () => {
     for (const row of peers.table) delete row.values["node:sqlite"];
     peers.skipped = { "node:sqlite": "Error: No such built-in module: node:sqlite" };
     fs.writeFileSync(peersFile, JSON.stringify(peers));
-    const run = benchCheck(dir.path);
-    assert.equal(run.code, 0, run.stdout + run.stderr);
-    const lines = targetLines(run.stdout);
+    const { run, lines } = passingRun(dir.path);
     const line = lines.of;
     assert.equal(line("deno", "3b").status, "NOT MEASURED");
     assert.match(
@@ -525,9 +531,7 @@ describe("npm run bench:check", () => {
         deno: { heapGrowthBytesPerEntry: 2, rssMaxBytes: 300 * MIB },
       },
     });
-    const run = benchCheck(dir.path);
-    assert.equal(run.code, 1, run.stdout + run.stderr);
-    const failed = targetLines(run.stdout).filter((line) => line.status === "FAIL");
+    const { run, failed } = failingRun(dir.path);
     assert.deepEqual(failed.map(({ runtime, id }) => `${runtime} ${id}`), [
       "bun 8",
       "deno 9a",
@@ -549,9 +553,7 @@ describe("npm run bench:check", () => {
     json.timerLag.rows[0].p99Ms = 1.2;
     json.timerLag.rows[2].p99Ms = 1.5;
     fs.writeFileSync(file, JSON.stringify(json));
-    const run = benchCheck(dir.path);
-    assert.equal(run.code, 0, run.stdout + run.stderr);
-    const lines = targetLines(run.stdout);
+    const { run, lines } = passingRun(dir.path);
     const line = lines.of;
     assert.equal(line("bun", "8").status, "PASS");
     assert.match(line("bun", "8").text, /: 0\.30× /);
@@ -585,9 +587,7 @@ describe("npm run bench:check", () => {
 
   test("an empty results directory: every target NOT MEASURED, exit 0", () => {
     using dir = tempDir();
-    const run = benchCheck(dir.path);
-    assert.equal(run.code, 0, run.stdout + run.stderr);
-    const lines = targetLines(run.stdout);
+    const { run, lines } = passingRun(dir.path);
     assert.equal(lines.length, 2 * IDS.length);
     for (const line of lines) assert.equal(line.status, "NOT MEASURED", line.text);
     assert.match(
