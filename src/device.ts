@@ -5,8 +5,6 @@
  *
  * @module
  */
-import type { RangeChecksum } from "../ffi/types.ts";
-
 /** How durable a sync makes a file. */
 export type SyncMode = "data" | "full";
 
@@ -17,10 +15,11 @@ export interface FileView {
   /** The same bytes as 32-bit words (little-endian), for header reads. */
   readonly words: Uint32Array;
   /**
-   * CRC-32 of a range of `bytes` computed natively (libdeflate) when the device has it; record
-   * checks fall back to `node:zlib` over a view without it.
+   * CRC-32 of `bytes[offsetBytes, offsetBytes + lengthBytes)` continuing from `seed`, computed
+   * natively (libdeflate) when the device has it; record checks fall back to `node:zlib` over a
+   * view without it. Throws `InvalidArgumentError` outside the view (or once released).
    */
-  readonly checksum?: RangeChecksum;
+  readonly checksum?: (offsetBytes: number, lengthBytes: number, seed: number) => number;
   /** Ends the view: on the real device it detaches every view and unmaps. Idempotent. */
   release(): void;
 }
