@@ -242,11 +242,6 @@ export class ConsensusLog {
   /** The background index checkpoint running now, if any (it never rejects). */
   #indexCheckpointWork: Promise<void> | undefined = undefined;
   #indexCheckpoints = 0;
-  /**
-   * The slot below which `truncatePrefix` emptied the index, set before any leaf is unlinked: a
-   * background index checkpoint skips leaves wholly below it (they may be recycled).
-   */
-  #truncatedBelow = 0;
   #recoveryReplayedBytes = 0;
   #requests: CommitRequests | undefined;
   #handle: ConsensusLogHandle | undefined;
@@ -809,10 +804,12 @@ export class ConsensusLog {
     const covered = this.#tail.committedUntilAddress;
     const { index, epochs } = this.#slots;
     // Pairs placed after room for the file's header are written without a copy.
+    // The truncated slot is durable before truncatePrefix empties a slot or unlinks a leaf: the
+    // walk skips leaves wholly below it from its next step on (they may be recycled).
     const steps = index.committedPairsInSteps(
       covered,
       INDEX_CHECKPOINT_HEADER_BYTES,
-      () => this.#truncatedBelow,
+      () => this.#hard.state.truncatedBelowSlot,
     );
     let pairs: Float64Array;
     for (;;) {
@@ -1288,7 +1285,6 @@ export class ConsensusLog {
       );
       const { index, region, epochs } = this.#slots;
       let keepFrom = this.#tail.committedUntilAddress;
-      this.#truncatedBelow = Math.max(this.#truncatedBelow, s);
       epochs.enter();
       try {
         index.forEach((entrySlot, word, position) => {

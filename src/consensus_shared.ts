@@ -533,7 +533,7 @@ const SLOT_SCRATCH_BYTES = new Uint8Array(SLOT_SCRATCH.buffer);
 /**
  * Slot of a tail record's payload. Reads through a scratch float instead of a `DataView` and a
  * result object per record: recovery calls it once per record, and those two allocations were a
- * sixth of a 1M-record replay in Deno.
+ * sixth of a 1M-record replay in Deno's profile.
  */
 export function recordSlot(payload: Uint8Array): number {
   for (let i = 0; i < 8; i++) SLOT_SCRATCH_BYTES[i] = payload[i];
