@@ -5,6 +5,7 @@
  *
  * @module
  */
+
 /** How durable a sync makes a file. */
 export type SyncMode = "data" | "full";
 

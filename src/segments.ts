@@ -362,6 +362,23 @@ export function recordInSegment(
 }
 
 /**
+ * Whether the record header at word `w` of `words` is one of `kind` stored at `address` whose
+ * payload fits in `room` bytes. Compares the whole stored address, so a non-integer or
+ * misaligned `address` never matches.
+ */
+function headerMatches(
+  words: Uint32Array,
+  w: number,
+  address: number,
+  kind: number,
+  room: number,
+): boolean {
+  const high = words[w + 3];
+  return (high & 0xffff) * 0x1_0000_0000 + words[w + 2] === address &&
+    ((high >>> 16) & 0xff) === kind && words[w + 1] <= room;
+}
+
+/**
  * The offset in `segment` of the payload of the record of `kind` at `address`, or -1 when no
  * valid record of that kind starts there (the caller's slow path, e.g.
  * {@linkcode recordInSegment}, then says why); the payload's length is the header's length word,
@@ -377,14 +394,10 @@ export function payloadOffset(
 ): number {
   const offset = address - segment.index * segmentSizeBytes;
   if (offset < SEGMENT_HEADER_BYTES || offset > segmentSizeBytes - RECORD_HEADER_BYTES) return -1;
-  const words = segment.view.words;
-  const w = offset >>> 2;
-  const high = words[w + 3];
-  // Compares the whole stored address, so a non-integer or misaligned `address` never matches.
-  if ((high & 0xffff) * 0x1_0000_0000 + words[w + 2] !== address) return -1;
-  if (((high >>> 16) & 0xff) !== kind) return -1;
   const start = offset + RECORD_HEADER_BYTES;
-  if (words[w + 1] > segmentSizeBytes - start) return -1;
+  if (!headerMatches(segment.view.words, offset >>> 2, address, kind, segmentSizeBytes - start)) {
+    return -1;
+  }
   if (offset < segment.verifyBelow && !isVerified(segment, offset)) {
     if (checkSegmentRecord(segment.view, offset, segmentSizeBytes, address, logId)) return -1;
     markVerified(segment, offset, segmentSizeBytes);
@@ -448,10 +461,9 @@ export function readPayloadCopy(
   }
   const { bytes, words } = scratch;
   if (segment.file.read(bytes, offset) !== RECORD_HEADER_BYTES) return undefined;
-  if ((words[3] & 0xffff) * 0x1_0000_0000 + words[2] !== address) return undefined;
-  if (((words[3] >>> 16) & 0xff) !== kind) return undefined;
+  const room = segmentSizeBytes - offset - RECORD_HEADER_BYTES;
+  if (!headerMatches(words, 0, address, kind, room)) return undefined;
   const length = words[1];
-  if (length > segmentSizeBytes - offset - RECORD_HEADER_BYTES) return undefined;
   const payload = new Uint8Array(length);
   if (length > 0 && segment.file.read(payload, offset + RECORD_HEADER_BYTES) !== length) {
     return undefined;
