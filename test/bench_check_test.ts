@@ -553,7 +553,7 @@ describe("npm run bench:check", () => {
     json.timerLag.rows[0].p99Ms = 1.2;
     json.timerLag.rows[2].p99Ms = 1.5;
     fs.writeFileSync(file, JSON.stringify(json));
-    const { run, lines } = passingRun(dir.path);
+    const { lines } = passingRun(dir.path);
     const line = lines.of;
     assert.equal(line("bun", "8").status, "PASS");
     assert.match(line("bun", "8").text, /: 0\.30× /);
