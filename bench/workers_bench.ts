@@ -42,7 +42,6 @@
  * @module
  */
 import { ConsensusLog, MUTABLE_SIZE_BYTES_DEFAULT } from "../src/consensus_log.ts";
-import type { Durability } from "../src/tail.ts";
 import { regionEntrySize } from "../src/mutable_region.ts";
 import {
   makeTempDir,
@@ -209,14 +208,6 @@ async function timedInWorkers<T>(
   return { ms: performance.now() - start, results };
 }
 
-function openLog(
-  dir: string,
-  durability: Durability,
-  zeroFillSegments = false,
-): Promise<ConsensusLog> {
-  return ConsensusLog.open({ dir, durability, zeroFillSegments });
-}
-
 /** Commits slots `[from, to)` (accepted), `BATCH_ENTRIES` per `commitMany`. */
 async function commitRange(log: ConsensusLog, from: number, to: number): Promise<void> {
   for (let batch = from; batch < to; batch += BATCH_ENTRIES) {
@@ -267,7 +258,7 @@ interface AcceptRow {
 
 async function acceptBench(workers: BenchWorker[]): Promise<AcceptRow[]> {
   const dir = makeTempDir();
-  const log = await openLog(dir, "none");
+  const log = await ConsensusLog.open({ dir, durability: "none" });
   const rows: AcceptRow[] = [];
   try {
     let nextSlot = 0;
@@ -347,7 +338,7 @@ interface ReadRow {
 
 async function readBench(workers: BenchWorker[]): Promise<ReadRow[]> {
   const dir = makeTempDir();
-  const log = await openLog(dir, "data");
+  const log = await ConsensusLog.open({ dir, durability: "data" });
   const rows: ReadRow[] = [];
   try {
     acceptRange(log, 0, 2 * READ_LOG_ENTRIES);
@@ -420,7 +411,7 @@ interface CommitRow {
 
 async function commitBench(workers: BenchWorker[]): Promise<CommitRow[]> {
   const dir = makeTempDir();
-  const shared = await openLog(dir, "data");
+  const shared = await ConsensusLog.open({ dir, durability: "data" });
   const zeroFillDir = makeTempDir();
   let zeroFillLog: ConsensusLog | undefined;
   const rows: CommitRow[] = [];
@@ -435,7 +426,13 @@ async function commitBench(workers: BenchWorker[]): Promise<CommitRow[]> {
       const { workers: count, lanes } = options;
       const zeroFill = "zeroFill" in options && options.zeroFill;
       if (zeroFill && count !== 0) throw new Error("assertion failed: zero-fill runs on the owner");
-      const log = zeroFill ? zeroFillLog ??= await openLog(zeroFillDir, "data", true) : shared;
+      const log = zeroFill
+        ? zeroFillLog ??= await ConsensusLog.open({
+          dir: zeroFillDir,
+          durability: "data",
+          zeroFillSegments: true,
+        })
+        : shared;
       let before = log.stats();
       let ms: number;
       let results: CommitResult[];
