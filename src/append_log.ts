@@ -103,10 +103,15 @@ export interface AppendLogStats {
   /** Bytes of segment files mapped for reading. */
   readonly mappedBytes: number;
   /**
-   * Zero-filled spare segments made ready (`zeroFillSegments`): written and synced, or kept from
-   * the last open.
+   * Spare segments made ready (`zeroFillSegments`): written with zeros and synced, recycled, or
+   * kept from the last open.
    */
   readonly zeroFillPrepared: number;
+  /**
+   * Of those, the files of segments a truncation dropped, made ready with a rename instead of
+   * being removed: no zeros written for them.
+   */
+  readonly zeroFillRecycled: number;
   /** Segments made from those spares. */
   readonly zeroFillInstalled: number;
   /** Spare preparations that failed; each segment is then preallocated as without the option. */

@@ -180,10 +180,15 @@ export interface ConsensusLogStats {
   /** Index checkpoints written (see `indexCheckpointIntervalBytes`). */
   readonly indexCheckpoints: number;
   /**
-   * Zero-filled spare segments made ready (`zeroFillSegments`): written and synced, or kept from
-   * the last open.
+   * Spare segments made ready (`zeroFillSegments`): written with zeros and synced, recycled, or
+   * kept from the last open.
    */
   readonly zeroFillPrepared: number;
+  /**
+   * Of those, the files of segments a truncation dropped, made ready with a rename instead of
+   * being removed: no zeros written for them.
+   */
+  readonly zeroFillRecycled: number;
   /** Segments made from those spares. */
   readonly zeroFillInstalled: number;
   /** Spare preparations that failed; each segment is then preallocated as without the option. */

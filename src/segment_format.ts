@@ -57,6 +57,32 @@ export function segmentHeaderProblem(
   index: number,
   segmentSizeBytes: number,
 ): string | undefined {
+  const found = readSegmentHeader(bytes, logId, segmentSizeBytes);
+  if (typeof found === "string") return found;
+  return found === index
+    ? undefined
+    : `segment header says index ${found}, file name says ${index}`;
+}
+
+/**
+ * The segment index in `bytes` (at least 64 bytes) if they hold a valid header of a segment of
+ * this log and segment size, else `undefined`.
+ */
+export function segmentHeaderIndex(
+  bytes: Uint8Array,
+  logId: number,
+  segmentSizeBytes: number,
+): number | undefined {
+  const found = readSegmentHeader(bytes, logId, segmentSizeBytes);
+  return typeof found === "string" ? undefined : found;
+}
+
+/** The index stored in the header in `bytes`, or why it is not one of this log's headers. */
+function readSegmentHeader(
+  bytes: Uint8Array,
+  logId: number,
+  segmentSizeBytes: number,
+): number | string {
   const view = new DataView(bytes.buffer, bytes.byteOffset, SEGMENT_HEADER_BYTES);
   if (view.getUint32(4, true) !== SEGMENT_MAGIC) return "not a segment header (bad magic)";
   if (view.getUint32(0, true) !== checksum(bytes.subarray(4, SEGMENT_HEADER_BYTES), 0)) {
@@ -66,9 +92,7 @@ export function segmentHeaderProblem(
   if (version !== FORMAT_VERSION) return `unsupported format version ${version}`;
   const owner = view.getUint32(12, true);
   if (owner !== logId) return `segment belongs to log ${owner}, not ${logId}`;
-  const stored = view.getFloat64(16, true);
-  if (stored !== index) return `segment header says index ${stored}, file name says ${index}`;
   const size = view.getUint32(24, true);
   if (size !== segmentSizeBytes) return `segment size ${size}, log uses ${segmentSizeBytes}`;
-  return undefined;
+  return view.getFloat64(16, true);
 }

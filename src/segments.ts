@@ -272,13 +272,18 @@ export class SegmentSet {
     return segment;
   }
 
-  /** Releases, closes and removes every segment with an index below `index` (oldest first). */
+  /**
+   * Releases, closes and removes every segment with an index below `index` (oldest first). With
+   * spares (`zeroFillSegments`), the first file the spares take becomes the next spare instead
+   * of being removed (see `SparePreparer.recycle`).
+   */
   removeBelow(index: number): number {
     let removed = 0;
     while (this.#segments.length && this.#firstIndex < index) {
       const segment = this.#segments.shift()!;
       this.#firstIndex++;
-      this.#drop(segment, true);
+      segment.release();
+      if (!this.spares?.recycle(segment.path)) this.device.remove(segment.path);
       removed++;
     }
     if (this.#segments.length === 0) this.#firstIndex = index;

@@ -1,26 +1,42 @@
 /**
- * Zero-filled spare segment files (the `zeroFillSegments` option): one file of the segment size,
- * written with zeros and synced off the JS thread while the log fills the segment before it, then
- * renamed into place when the tail rolls over.
+ * Spare segment files (the `zeroFillSegments` option): one file of the segment size, all of whose
+ * blocks are already written, made ready while the log fills the segment before it, then renamed
+ * into place (with a new header) when the tail rolls over. A spare is either written with zeros
+ * and synced off the JS thread, or the file of a segment a truncation just dropped (recycled).
  *
  * Why: a segment preallocated with `fallocate` holds unwritten extents, and on ext4 (and XFS) the
  * first write to each block makes the sync that follows also commit the journal that marks the
  * block written. Measured here with one write + `fdatasync` per commit, into a preallocated file
  * against a zero-filled one: 120 B, p50 49–55 against 55–65 µs but p99 166–202 against 99–117;
- * 12 KB, p50 120–147 against 55–77 µs; 30 KB, 130–156 against 63–86 µs. The price is a second
- * write of every segment (64 MiB at ~1 GB/s here) and one segment file more on disk.
+ * 12 KB, p50 120–147 against 55–77 µs; 30 KB, 130–156 against 63–86 µs. The price of a zero-filled
+ * spare is a second write of every segment (64 MiB at ~1 GB/s here) and one segment file more on
+ * disk; a recycled one costs a rename, so a log that truncates as it goes (a queue) writes each
+ * segment once.
  *
- * The spare is written as {@linkcode SPARE_FILE_NAME}, then renamed to
+ * A recycled spare keeps its old records. They can never pass as records of the segment it
+ * becomes: every record header holds its own address, which lies in the segment the record was
+ * written to, and a file is only ever installed as a segment with a higher index than any it
+ * served before (it was truncated, so its index lies below the log's tail). Past the tail such a
+ * segment holds old bytes rather than zeros, seldom on a record boundary: a clean close zeroes
+ * the record header at the tail, so that a clean open meets the end of the records there; after
+ * a crash, recovery cuts the tail back and zeroes it, as after any crash.
+ *
+ * The zero-filled spare is written as {@linkcode SPARE_FILE_NAME}, then renamed to
  * {@linkcode SPARE_READY_FILE_NAME} once synced: never a segment file name, so a crash at any
  * point leaves nothing recovery could mistake for log data. Open removes a half-written spare,
  * and keeps a ready one for the next segment (the option on) or removes it (the option off): a
- * log reopened often does not write a segment of zeros each time. A spare holds zeros only; the
- * segment header is written (and synced) when it is installed.
+ * log reopened often does not write a segment of zeros each time. A ready spare is kept only if
+ * its header is zeros (a zero-filled spare) or names a segment of this log below the next one the
+ * log will create (a recycled one): a spare whose header names that segment or a later one was
+ * being installed when the process died (the rename into place did not reach the disk), and may
+ * hold records for the very addresses it would serve again.
  *
  * @module
  */
 import { join } from "node:path";
+import { SEGMENT_HEADER_BYTES } from "./constants.ts";
 import type { Device } from "./device.ts";
+import { segmentHeaderIndex } from "./segment_format.ts";
 
 /** The spare's name while it is written (no segment file name: recovery never adopts it). */
 export const SPARE_FILE_NAME = "spare-segment.tmp";
@@ -56,8 +72,10 @@ export function removeLeftoverSpare(device: Device, dir: string, keepReady: bool
 
 /** Counters of a log's spares since it was opened. */
 export interface SpareStats {
-  /** Spares made ready: written and synced, or kept from the last open. */
+  /** Spares made ready: written and synced, recycled, or kept from the last open. */
   prepared: number;
+  /** Of those, the files of truncated segments (no zeros written). */
+  recycled: number;
   /** Spares installed as segments. */
   installed: number;
   /** Preparations that failed (the spare was removed; segments are then created as before). */
@@ -78,13 +96,24 @@ export class SparePreparer {
   readonly #pace: (() => number) | undefined;
   /** Wakes a fill waiting for the log to write more (see `progressed`). */
   #wake: (() => void) | undefined;
-  #stats: SpareStats = { prepared: 0, installed: 0, failed: 0 };
+  #stats: SpareStats = { prepared: 0, recycled: 0, installed: 0, failed: 0 };
+  /** Bumped when a recycled spare replaces the fill in progress, which then gives up. */
+  #generation = 0;
+  /** A preparation (possibly given up) has not ended yet. */
+  #running = false;
 
   /**
-   * Adopts a ready spare of `sizeBytes` left by an earlier open (another size is removed).
+   * Adopts a ready spare of `sizeBytes` left by an earlier open if it may become segment
+   * `nextIndex` of log `logId` or a later one (see the module's notes); removes it otherwise.
    * `pace` says how many bytes of a spare may be filled now.
    */
-  constructor(device: Device, dir: string, sizeBytes: number, pace?: () => number) {
+  constructor(
+    device: Device,
+    dir: string,
+    sizeBytes: number,
+    adopt: { logId: number; nextIndex: number },
+    pace?: () => number,
+  ) {
     this.#device = device;
     this.#pace = pace;
     this.path = join(dir, SPARE_READY_FILE_NAME);
@@ -92,13 +121,18 @@ export class SparePreparer {
     this.#sizeBytes = sizeBytes;
     if (!device.exists(this.path)) return;
     const file = device.open(this.path, { readOnly: true });
+    const header = new Uint8Array(SEGMENT_HEADER_BYTES);
     let size: number;
     try {
       size = file.sizeBytes();
+      if (file.read(header, 0) !== header.length) size = -1;
     } finally {
       file.close();
     }
-    if (size === sizeBytes) {
+    const index = header.every((byte) => byte === 0)
+      ? -1
+      : segmentHeaderIndex(header, adopt.logId, sizeBytes);
+    if (size === sizeBytes && index !== undefined && index < adopt.nextIndex) {
       this.#state = "ready";
       this.#stats.prepared++;
     } else device.remove(this.path);
@@ -122,27 +156,35 @@ export class SparePreparer {
   start(): void {
     if (this.#state !== "none" || this.#closed) return;
     this.#state = "preparing";
-    this.#work = this.#prepare();
+    // After the one before has ended: a fill given up for a recycled spare may still be removing
+    // its file, whose name the next fill creates exclusively.
+    const generation = this.#generation;
+    this.#work = this.#running
+      ? this.#work.then(() => this.#prepare(generation))
+      : this.#prepare(generation);
   }
 
-  async #prepare(): Promise<void> {
+  async #prepare(generation: number): Promise<void> {
+    const current = () => !this.#closed && this.#generation === generation;
+    this.#running = true;
     let file;
     try {
+      if (!current()) throw new Error("given up");
       file = this.#device.open(this.#writingPath, { create: true, exclusive: true });
       // Reserves every block first: a full disk fails here, before any zero is written.
       file.allocate(0, this.#sizeBytes);
       const chunk = zeros ??= new Uint8Array(FILL_CHUNK_BYTES);
       for (let at = 0; at < this.#sizeBytes; at += chunk.length) {
-        while (!this.#closed && this.#pace !== undefined && at >= this.#pace()) {
+        while (current() && this.#pace !== undefined && at >= this.#pace()) {
           await new Promise<void>((wake) => this.#wake = wake);
         }
-        if (this.#closed) throw new Error("closed");
+        if (!current()) throw new Error("given up");
         await file.writeAsync(chunk.subarray(0, Math.min(chunk.length, this.#sizeBytes - at)), at);
         const end = at + chunk.length;
         if (end % FILL_SYNC_BYTES === 0 || end >= this.#sizeBytes) await file.sync("data");
       }
       file.close();
-      if (this.#closed) throw new Error("closed");
+      if (!current()) throw new Error("given up");
       // Only a whole, synced spare carries the ready name (the rename needs no directory sync:
       // if a crash undoes it, the next open removes the half-named file and writes another).
       this.#device.rename(this.#writingPath, this.path);
@@ -150,16 +192,45 @@ export class SparePreparer {
       this.#stats.prepared++;
     } catch {
       // Only the spare is lost, never log data: the next segment is preallocated as before. A
-      // failed sync is not retried; the file whose state it left unknown is removed.
+      // failed sync is not retried; the file whose state it left unknown is removed. A fill
+      // given up for a recycled spare removes its file and leaves the state to that spare.
       file?.close();
-      this.#state = "none";
-      if (!this.#closed) this.#stats.failed++;
+      if (this.#generation === generation) {
+        this.#state = "none";
+        if (!this.#closed) this.#stats.failed++;
+      }
       try {
         if (this.#device.exists(this.#writingPath)) this.#device.remove(this.#writingPath);
       } catch {
         // Removed at the next open.
       }
+    } finally {
+      this.#running = false;
     }
+  }
+
+  /**
+   * Takes the file of a segment a truncation has just released and closed as the ready spare,
+   * instead of its removal: renames `path` to the ready name, giving up a fill in progress.
+   * Returns false (the caller removes the file) when a spare is ready already, the preparer is
+   * closed, or the rename fails. The caller syncs the directory, as after a removal: until then
+   * a crash may bring the segment file back, which recovery removes (it lies below the begin).
+   */
+  recycle(path: string): boolean {
+    if (this.#closed || this.#state === "ready") return false;
+    try {
+      this.#device.rename(path, this.path);
+    } catch {
+      return false;
+    }
+    if (this.#state === "preparing") {
+      this.#generation++;
+      this.progressed(); // a fill waiting for the log's pace wakes up and gives up
+    }
+    this.#state = "ready";
+    this.#stats.prepared++;
+    this.#stats.recycled++;
+    return true;
   }
 
   /** Called as the log writes: lets a fill that waits for the log's pace go on. */

@@ -87,10 +87,12 @@ export interface TailStats {
   /** Checkpoints written. */
   checkpoints: number;
   /**
-   * Zero-filled spare segments made ready (`zeroFillSegments`): written and synced, or kept from
-   * the last open.
+   * Spare segments made ready (`zeroFillSegments`): written with zeros and synced, recycled, or
+   * kept from the last open.
    */
   zeroFillPrepared: number;
+  /** Of those, the files of truncated segments, made ready with a rename (no zeros written). */
+  zeroFillRecycled: number;
   /** Segments made from those spares. */
   zeroFillInstalled: number;
   /** Spare preparations that failed (each segment is then preallocated as without the option). */
@@ -283,7 +285,8 @@ export class DurableTail {
         this.#pacing
           ? this.#tailAddress - tailSegmentIndex(this.#tailAddress, S) * S + FILL_LEAD_BYTES
           : Infinity;
-      this.#spares = new SparePreparer(options.device, options.dir, S, pace);
+      const adopt = { logId: this.logId, nextIndex: this.#segments.lastIndex! + 1 };
+      this.#spares = new SparePreparer(options.device, options.dir, S, adopt, pace);
       this.#segments.spares = this.#spares;
       this.#spares.start();
     }
@@ -388,6 +391,7 @@ export class DurableTail {
     return {
       ...this.#stats,
       zeroFillPrepared: spares?.prepared ?? 0,
+      zeroFillRecycled: spares?.recycled ?? 0,
       zeroFillInstalled: spares?.installed ?? 0,
       zeroFillFailed: spares?.failed ?? 0,
     };
@@ -1163,7 +1167,10 @@ export class DurableTail {
         const unchanged = this.#cleanOnDisk &&
           this.#checkpointAddress === this.#committedUntilAddress &&
           this.#durableBeginAddress === this.#beginAddress;
-        if (this.#poison === undefined && !unchanged) await this.#checkpoint(true);
+        if (this.#poison === undefined && !unchanged) {
+          this.#markTailEnd();
+          await this.#checkpoint(true);
+        }
       }
     } catch (error) {
       failure = error;
@@ -1181,6 +1188,34 @@ export class DurableTail {
       this.metrics.release();
     }
     if (failure !== undefined) throw failure;
+  }
+
+  /**
+   * Before a clean checkpoint: makes the record header at the tail read as zeros if it does not
+   * already, durably. A segment made from a recycled spare (`zeroFillSegments`) holds its old
+   * records past the tail, seldom on a record boundary: a clean open must meet the end of the
+   * records there, as in a zero-filled or preallocated segment, instead of taking them for a torn
+   * tail and cutting it. A failure poisons the log (the sync is never retried).
+   */
+  #markTailEnd(): void {
+    const S = this.segmentSizeBytes;
+    const tail = this.#tailAddress;
+    const index = tailSegmentIndex(tail, S);
+    const offset = tail - index * S;
+    const segment = this.#segments.at(index);
+    if (segment === undefined || offset + RECORD_HEADER_BYTES > S) return;
+    const header = new Uint8Array(RECORD_HEADER_BYTES);
+    try {
+      if (segment.file.read(header, offset) === header.length && header.every((b) => b === 0)) {
+        return;
+      }
+      header.fill(0);
+      segment.file.write(header, offset);
+      if (this.durability !== "none") segment.file.syncNow("data");
+    } catch (error) {
+      this.#poison = error;
+      throw error;
+    }
   }
 }
 

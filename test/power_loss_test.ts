@@ -9,6 +9,7 @@ import { AppendLog } from "../mod.ts";
 import type { Device, DeviceFile } from "../src/device.ts";
 import { FaultyDevice } from "../src/faulty_device.ts";
 import { MemoryDevice, type PowerLossMode } from "../src/memory_device.ts";
+import { SPARE_FILE_NAME } from "../src/spare_segment.ts";
 import { seededRandom } from "./_helpers.ts";
 import { checkRecovered, LogModel } from "./_log_model.ts";
 import { forwardingFile, WrappingDevice } from "./_wrapping_device.ts";
@@ -48,6 +49,11 @@ interface CycleOptions {
   inlineSync?: boolean;
   /** Open the log with `zeroFillSegments` (segments made from zero-filled spares). */
   zeroFillSegments?: boolean;
+  /**
+   * Truncate up to the newest acknowledged entry after most awaited commits, so that whole
+   * segments are dropped (with `zeroFillSegments`, recycled as spares) all the time.
+   */
+  truncateOften?: boolean;
 }
 
 /** What one cycle saw. */
@@ -58,6 +64,8 @@ interface CycleReport {
   recoveriesThatCutATail: number;
   /** Segments the lives made from zero-filled spares. */
   zeroFilled: number;
+  /** Spares the lives made from truncated segments. */
+  recycled: number;
 }
 
 const tick = () => new Promise<void>((done) => setImmediate(done));
@@ -83,6 +91,14 @@ async function liveUntilPowerLoss(
     inFlight.push(done.catch(() => {}));
     return done;
   };
+  /** Frees everything below the newest acknowledged entry (removed at the next checkpoint). */
+  const truncateAcked = () => {
+    if (model.acked === 0) return;
+    const until = model.entries[model.acked - 1].address;
+    if (until < log.beginAddress) return;
+    log.truncateUntil(until);
+    model.truncatedUntil = Math.max(model.truncatedUntil, until);
+  };
   for (let k = 0; k < operations; k++) {
     const choice = random();
     if (choice < 0.45) {
@@ -91,6 +107,7 @@ async function liveUntilPowerLoss(
       else for (const value of values) model.enqueued([log.enqueue(value)], [value]);
     } else if (choice < 0.7) {
       await commit();
+      if (options.truncateOften && random() < 0.7) truncateAcked();
     } else if (choice < 0.85) {
       void commit(); // left in flight; the power may go before it resolves
     } else if (choice < 0.95) {
@@ -112,6 +129,15 @@ async function liveUntilPowerLoss(
     const first = [model.nextBytes(), model.nextBytes()];
     for (const value of first) model.enqueued([log.enqueue(value)], [value]);
     await commit();
+    // With truncations: rounds of records, each committed, then freed at the next checkpoint
+    // (which drops and recycles the segments below), so that segments turn over in every life.
+    for (let round = options.truncateOften ? 2 + Math.floor(random() * 8) : 0; round > 0; round--) {
+      const values = Array.from({ length: 300 }, () => model.nextBytes());
+      for (const value of values) model.enqueued([log.enqueue(value)], [value]);
+      await commit();
+      truncateAcked();
+      await commit();
+    }
     const values = Array.from({ length: 50 + Math.floor(random() * 400) }, () => model.nextBytes());
     for (const value of values) model.enqueued([log.enqueue(value)], [value]);
     void commit();
@@ -138,6 +164,7 @@ async function powerLossCycle(options: CycleOptions): Promise<CycleReport> {
     lossesWithSyncInFlight: 0,
     recoveriesThatCutATail: 0,
     zeroFilled: 0,
+    recycled: 0,
   };
   let memory = new MemoryDevice({ fileSizeBytesMax: 1 << 20 });
   let model = new LogModel({ firstId: options.seed * 1_000_000, sizeOf });
@@ -173,6 +200,7 @@ async function powerLossCycle(options: CycleOptions): Promise<CycleReport> {
     }
     const after = await liveUntilPowerLoss(log, model, memory, random, options);
     report.zeroFilled += log.stats().zeroFillInstalled;
+    report.recycled += log.stats().zeroFillRecycled;
     memory = after.lost;
     model = after.model;
     report.losses++;
@@ -188,6 +216,7 @@ async function runCycles(seeds: number[], options: Omit<CycleOptions, "seed"> = 
     lossesWithSyncInFlight: 0,
     recoveriesThatCutATail: 0,
     zeroFilled: 0,
+    recycled: 0,
   };
   for (const seed of seeds) {
     const report = await powerLossCycle({ ...options, seed });
@@ -196,6 +225,7 @@ async function runCycles(seeds: number[], options: Omit<CycleOptions, "seed"> = 
     total.lossesWithSyncInFlight += report.lossesWithSyncInFlight;
     total.recoveriesThatCutATail += report.recoveriesThatCutATail;
     total.zeroFilled += report.zeroFilled;
+    total.recycled += report.recycled;
   }
   return total;
 }
@@ -224,6 +254,33 @@ class TruncationSkippingDevice extends WrappingDevice {
     });
   }
 }
+
+/**
+ * Spares filled with zeros only after some turns of the event loop (in memory a fill is done at
+ * once, as a paced one is not on a disk), so that truncations find a fill in progress and recycle.
+ */
+class SlowFillDevice extends WrappingDevice {
+  constructor(inner: MemoryDevice) {
+    super("slow-fill", inner);
+  }
+
+  protected override wrapFile(file: DeviceFile): DeviceFile {
+    if (!file.path.endsWith(SPARE_FILE_NAME)) return file;
+    return forwardingFile(file, {
+      writeAsync: async (bytes, position) => {
+        for (let turn = 0; turn < 40; turn++) await tick();
+        await file.writeAsync(bytes, position);
+      },
+    });
+  }
+}
+
+/** The log recycles truncated segments as spares (see {@linkcode SlowFillDevice}). */
+const RECYCLING = {
+  zeroFillSegments: true,
+  truncateOften: true,
+  wrap: (memory: MemoryDevice) => ({ device: new SlowFillDevice(memory) }),
+} as const;
 
 /** Every record 32 bytes: an entry of 16 bytes is as long as a commit marker. */
 const ALIGNED = { sizeOf: () => 16, burst: true } as const;
@@ -268,12 +325,25 @@ describe("power loss (MemoryDevice)", () => {
     assert.deepEqual(total.violations, []);
   });
 
-  test("with zeroFillSegments, chained power losses keep every acknowledged entry", async () => {
-    // Losses land while a spare is half written, after its rename, before the directory sync.
-    const total = await runCycles(seeds(12, 700), { zeroFillSegments: true });
+  test("with zeroFillSegments and truncations, segments recycled as spares keep every acknowledged entry", async () => {
+    // Truncated segment files become spares that hold old records; losses land around their
+    // renames and installs, and the entries written over them.
+    const total = await runCycles(seeds(16, 800), RECYCLING);
     assert.deepEqual(total.violations, []);
-    assert.equal(total.losses, 12 * LOSSES_PER_CYCLE);
-    assert.ok(total.zeroFilled > 12, `segments made from spares: ${total.zeroFilled}`);
+    assert.equal(total.losses, 16 * LOSSES_PER_CYCLE);
+    assert.ok(total.recycled > 8, `spares recycled: ${total.recycled}`);
+  });
+
+  test("bursts of 32-byte records into recycled segments: no old record passes as a new one", async () => {
+    // Every record is 32 bytes, so the old records of a recycled segment start exactly where new
+    // ones do; only the address each holds tells them apart.
+    const total = await runCycles(seeds(24, 4000), {
+      ...ALIGNED,
+      checkpointIntervalBytes: 0,
+      ...RECYCLING,
+    });
+    assert.deepEqual(total.violations, []);
+    assert.ok(total.recycled > 8, `spares recycled: ${total.recycled}`);
   });
 
   test("bursts of 32-byte records cut mid-commit keep a clean prefix (default checkpoints)", async () => {

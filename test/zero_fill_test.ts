@@ -13,7 +13,9 @@ import { AppendLog, ConsensusLog, LogManager } from "../mod.ts";
 import type { Device, DeviceFile } from "../src/device.ts";
 import { IoError } from "../src/errors.ts";
 import { MemoryDevice } from "../src/memory_device.ts";
-import { segmentFileName } from "../src/segment_format.ts";
+import { fsDevice } from "../src/fs_device.ts";
+import { inspectLog, statusOf } from "../src/inspect.ts";
+import { encodeSegmentHeader, segmentFileName } from "../src/segment_format.ts";
 import { SPARE_FILE_NAME, SPARE_READY_FILE_NAME } from "../src/spare_segment.ts";
 import { assertBooleanOptionRefused, entryBytes, tempDir } from "./_helpers.ts";
 import { forwardingFile, WrappingDevice } from "./_wrapping_device.ts";
@@ -54,17 +56,91 @@ async function commitRounds(log: AppendLog, written: Uint8Array[], rounds: numbe
   }
 }
 
+/**
+ * Fills segments 0 to 2, then rolls over onto segment 3 while the next spare's fill is held, and
+ * truncates everything: segment 0's file becomes the spare (the held fill gives up), segments 1
+ * and 2 are removed. Then rolls over onto segment 4, made from that file. Returns its path, the
+ * entries left and the tail address, after a clean close.
+ */
+async function recycleScenario(device: RecordingDevice, dir: string) {
+  const spare = join(dir, SPARE_FILE_NAME);
+  const ready = join(dir, SPARE_READY_FILE_NAME);
+  const written: Uint8Array[] = [];
+  const log = await AppendLog.open({ dir, ...SMALL, device, zeroFillSegments: true });
+  await commitRounds(log, written, 2);
+  await until(() => log.stats().zeroFillPrepared > log.stats().zeroFillInstalled, "a spare");
+  let release!: () => void;
+  device.holdFill = new Promise((done) => release = done);
+  for (let i = 0; i < 40; i++) log.enqueue(entryBytes(300 + i, 2000));
+  await log.commit(); // onto segment 3, made from the ready spare; the next fill is held
+  assert.equal(log.stats().zeroFillInstalled, 4);
+  const readied = device.events.filter((e) => e === `rename ${spare} ${ready}`).length;
+  log.truncateUntil(log.committedUntilAddress);
+  await log.commit();
+  let stats = log.stats();
+  assert.equal(stats.zeroFillRecycled, 1);
+  assert.equal(stats.zeroFillPrepared, readied + 1);
+  assert.ok(device.events.includes(`rename ${join(dir, segmentFileName(0))} ${ready}`));
+  assert.equal(device.exists(join(dir, segmentFileName(1))), false);
+  assert.equal(device.exists(join(dir, segmentFileName(2))), false);
+  // The held fill gives up once its write returns, and removes its file; nothing replaced the
+  // recycled spare, and no failure is counted.
+  device.holdFill = undefined;
+  release();
+  await until(() => !device.exists(spare), "the given-up fill's removal");
+  assert.equal(device.events.filter((e) => e === `rename ${spare} ${ready}`).length, readied);
+  const values: Uint8Array[] = [];
+  for (let i = 0; i < 20; i++) {
+    const entry = entryBytes(400 + i, 2000);
+    values.push(entry);
+    log.enqueue(entry);
+  }
+  await log.commit(); // 8 fill segment 3, 12 go onto segment 4: the recycled file
+  const recycledPath = join(dir, segmentFileName(4));
+  const installs = device.events.filter((e) => e === `rename ${ready} ${recycledPath}`);
+  assert.equal(installs.length, 1);
+  stats = log.stats();
+  assert.deepEqual([stats.zeroFillInstalled, stats.zeroFillFailed], [5, 0]);
+  assert.deepEqual(entriesOf(log), values);
+  // Past the tail the file still holds segment 0's records (and no zeros).
+  const tailOffset = log.tailAddress % SEGMENT;
+  const pastTail = bytesAt(device, recycledPath, tailOffset, 256);
+  assert.ok(pastTail.some((b) => b !== 0) && pastTail.subarray(0, 16).some((b) => b !== 0));
+  await log.close();
+  // A clean close zeroes the record header at the tail, and nothing past it.
+  const closed = bytesAt(device, recycledPath, tailOffset, 256);
+  assert.deepEqual(closed.subarray(0, 16), new Uint8Array(16));
+  assert.deepEqual(closed.subarray(16), pastTail.subarray(16));
+  return { recycledPath, values, tailOffset, closed };
+}
+
+/** `length` bytes of file `path` at `position`. */
+function bytesAt(device: Device, path: string, position: number, length: number): Uint8Array {
+  const file = device.open(path, { readOnly: true });
+  const bytes = new Uint8Array(length);
+  file.read(bytes, position);
+  file.close();
+  return bytes;
+}
+
 /** Records, per path, the byte ranges written with `writeAsync` and the calls in order. */
 class RecordingDevice extends WrappingDevice {
   readonly events: string[] = [];
   readonly filled = new Map<string, Array<[number, number]>>();
   failFill = false;
+  /** While set, fills wait in `writeAsync` until it settles. */
+  holdFill: Promise<void> | undefined;
+  /** Renames of segment files fail (`EIO`). */
+  failSegmentRenames = false;
 
-  constructor(inner = new MemoryDevice({ fileSizeBytesMax: 1 << 20 })) {
+  constructor(inner: Device = new MemoryDevice({ fileSizeBytesMax: 1 << 20 })) {
     super("recording", inner);
   }
 
   override rename(from: string, to: string): void {
+    if (this.failSegmentRenames && from.includes("segment-0")) {
+      throw new IoError("rename", "EIO", from);
+    }
     this.events.push(`rename ${from} ${to}`);
     super.rename(from, to);
   }
@@ -73,6 +149,7 @@ class RecordingDevice extends WrappingDevice {
     return forwardingFile(file, {
       writeAsync: async (bytes, position) => {
         if (this.failFill) throw new IoError("write", "EIO", file.path);
+        await this.holdFill;
         await file.writeAsync(bytes, position);
         const ranges = this.filled.get(file.path) ?? [];
         ranges.push([position, position + bytes.length]);
@@ -292,6 +369,214 @@ describe("zeroFillSegments", () => {
     await using manager = new LogManager({ dir: "/m", ...SMALL, device, zeroFillSegments: true });
     await using lease = await manager.acquire("a");
     assert.equal(lease.log.stats().zeroFillInstalled, 1);
+  });
+
+  test("a truncated segment's file becomes the next spare: no zeros written, a fill in progress given up", async () => {
+    const device = new RecordingDevice();
+    const { recycledPath, values, tailOffset, closed } = await recycleScenario(device, "/log");
+    // A clean reopen meets the zeroed header at the tail: no cut, every entry reads back, the
+    // old records past it untouched.
+    await using reopened = await openOn(device);
+    assert.equal(reopened.recoveredTruncatedTail, false);
+    assert.deepEqual(entriesOf(reopened), values);
+    assert.deepEqual(bytesAt(device, recycledPath, tailOffset, 256), closed);
+  });
+
+  test("on the file system: a log in a recycled segment reopens clean, and inspect says so", async () => {
+    using dir = tempDir("hybridlog-recycle-");
+    const device = new RecordingDevice(fsDevice);
+    const { values } = await recycleScenario(device, dir.path);
+    const report = inspectLog(dir.path);
+    assert.equal(statusOf(report), "clean", JSON.stringify(report.problem));
+    await using reopened = await AppendLog.open({
+      dir: dir.path,
+      ...SMALL,
+      zeroFillSegments: true,
+    });
+    assert.equal(reopened.recoveredTruncatedTail, false);
+    assert.deepEqual(entriesOf(reopened), values);
+    // Written on over the old records, then closed and reopened: all of it reads back.
+    const more = Array.from({ length: 10 }, (_, i) => entryBytes(5000 + i, 2000));
+    for (const entry of more) reopened.enqueue(entry);
+    await reopened.commit();
+    await reopened.close();
+    assert.equal(statusOf(inspectLog(dir.path)), "clean");
+    await using again = await AppendLog.open({ dir: dir.path, ...SMALL });
+    assert.equal(again.recoveredTruncatedTail, false);
+    assert.deepEqual(entriesOf(again), [...values, ...more]);
+  });
+
+  test("a ready spare is kept at open only if it can never serve addresses it held", async () => {
+    const device = new MemoryDevice({ fileSizeBytesMax: 1 << 20 });
+    const written: Uint8Array[] = [];
+    {
+      await using log = await openOn(device);
+      await commitRounds(log, written, 2); // segments 0 to 2: the next one is 3
+    }
+    const ready = join("/log", SPARE_READY_FILE_NAME);
+    const segmentZero = device.open(join("/log", segmentFileName(0)), { readOnly: true });
+    const header = new Uint8Array(64);
+    segmentZero.read(header, 0);
+    segmentZero.close();
+    const logId = new DataView(header.buffer).getUint32(12, true);
+    const spareWith = (first: Uint8Array) => {
+      const file = device.open(ready, { create: true });
+      file.truncate(0);
+      file.write(new Uint8Array(SEGMENT).fill(0x5a), 0);
+      file.write(first, 0);
+      file.close();
+    };
+    const cases: Array<[string, Uint8Array, boolean]> = [
+      ["zeros (a zero-filled spare)", new Uint8Array(64), true],
+      ["segment 1's header (recycled)", encodeSegmentHeader(logId, 1, SEGMENT), true],
+      // Its install into place did not reach the disk: it may hold records of segment 3.
+      ["segment 3's header", encodeSegmentHeader(logId, 3, SEGMENT), false],
+      ["segment 4's header", encodeSegmentHeader(logId, 4, SEGMENT), false],
+      ["another log's header", encodeSegmentHeader(logId ^ 1, 1, SEGMENT), false],
+      [
+        "a damaged header",
+        encodeSegmentHeader(logId, 1, SEGMENT).map((b, i) => i === 20 ? b ^ 4 : b),
+        false,
+      ],
+    ];
+    for (const [what, first, kept] of cases) {
+      spareWith(first);
+      const log = await AppendLog.open({ dir: "/log", ...SMALL, device, zeroFillSegments: true });
+      const bytes = new Uint8Array(64);
+      if (kept) {
+        assert.equal(log.stats().zeroFillPrepared, 1, what);
+        const file = device.open(ready, { readOnly: true });
+        file.read(bytes, 0);
+        file.close();
+        assert.deepEqual(bytes, first, `${what}: the same file is kept`);
+      } else {
+        // Removed; a new spare (zeros) is made in its place.
+        await until(() => log.stats().zeroFillPrepared === 1, `${what}: a new spare`);
+        const file = device.open(ready, { readOnly: true });
+        file.read(bytes, 0);
+        file.close();
+        assert.ok(bytes.every((b) => b === 0), `${what}: replaced by zeros`);
+      }
+      assert.deepEqual(entriesOf(log), written, what);
+      await log.close();
+    }
+  });
+
+  test("a spare whose install did not reach the disk never brings back what was written into it", async () => {
+    // Installing a spare renames it into place; that rename is durable only with the directory
+    // sync of the first commit into the segment, and the segment's own sync may reach the disk
+    // first. Power lost between the two leaves the file under the spare's name, holding records
+    // (never acknowledged) at the very addresses it would serve again; open must not keep it.
+    const memory = new MemoryDevice({ fileSizeBytesMax: 1 << 20 });
+    let holdDirectory: Promise<void> | undefined;
+    const device = new (class extends WrappingDevice {
+      override async syncDirectory(path: string): Promise<void> {
+        await holdDirectory;
+        return super.syncDirectory(path);
+      }
+    })("held-directory", memory);
+    const acked: Uint8Array[] = [];
+    const batch = (first: number) =>
+      Array.from({ length: 5 }, (_, i) => entryBytes(first + i, 2000));
+    {
+      const log = await AppendLog.open({ dir: "/log", ...SMALL, device, zeroFillSegments: true });
+      await until(() => log.stats().zeroFillPrepared > log.stats().zeroFillInstalled, "a spare");
+      for (let i = 0; i < 30; i++) acked.push(entryBytes(i, 2000));
+      for (const entry of acked) log.enqueue(entry);
+      await log.commit(); // segment 0, and the directory naming the ready spare, are durable
+      let release!: () => void;
+      holdDirectory = new Promise((done) => release = done);
+      // A rolls over onto segment 1 (the spare), B follows; both synced, neither acknowledged.
+      for (const entry of batch(100)) log.enqueue(entry);
+      void log.commit().catch(() => {});
+      await new Promise((done) => setImmediate(done)); // A's cycle has started: B gets its own
+      for (const entry of batch(200)) log.enqueue(entry);
+      void log.commit().catch(() => {});
+      for (let t = 0; t < 20; t++) await new Promise((done) => setImmediate(done));
+      assert.equal(log.stats().zeroFillInstalled, 2);
+      const lost = memory.powerLoss({ mode: "drop" });
+      const spare = lost.open(join("/log", SPARE_READY_FILE_NAME), { readOnly: true });
+      const header = new Uint8Array(64);
+      spare.read(header, 0);
+      spare.close();
+      assert.equal(new DataView(header.buffer).getFloat64(16, true), 1, "segment 1's header");
+      holdDirectory = undefined;
+      release(); // on the old device, after the loss: nothing of it reaches `lost`
+      await log.close().catch(() => {});
+      // The next life writes A' as A was (same sizes, same commit number) and loses power
+      // after it is acknowledged.
+      const next = await AppendLog.open({
+        dir: "/log",
+        ...SMALL,
+        device: lost,
+        zeroFillSegments: true,
+      });
+      assert.deepEqual(entriesOf(next), acked);
+      const again = batch(300);
+      for (const entry of again) next.enqueue(entry);
+      await next.commit();
+      acked.push(...again);
+      const lostAgain = lost.powerLoss({ mode: "drop" });
+      await next.close();
+      // Had the spare been kept, B's records would follow A' in segment 1 at their own
+      // addresses, with the next commit number: recovered as if acknowledged.
+      await using last = await AppendLog.open({ dir: "/log", ...SMALL, device: lostAgain });
+      assert.deepEqual(entriesOf(last), acked);
+    }
+  });
+
+  test("a recycle whose rename fails removes the segment as before", async () => {
+    const device = new RecordingDevice();
+    const written: Uint8Array[] = [];
+    const log = await openOn(device);
+    await commitRounds(log, written, 2);
+    await until(() => log.stats().zeroFillPrepared > log.stats().zeroFillInstalled, "a spare");
+    let release!: () => void;
+    device.holdFill = new Promise((done) => release = done); // no spare is ready after the next
+    for (let i = 0; i < 40; i++) log.enqueue(entryBytes(900 + i, 2000));
+    await log.commit();
+    device.failSegmentRenames = true;
+    log.truncateUntil(log.committedUntilAddress);
+    await log.commit();
+    assert.equal(log.stats().zeroFillRecycled, 0);
+    for (const index of [0, 1, 2]) {
+      assert.equal(device.exists(join("/log", segmentFileName(index))), false);
+    }
+    assert.deepEqual(entriesOf(log), []);
+    device.holdFill = undefined;
+    release();
+    await log.close();
+    assert.equal(log.stats().zeroFillFailed, 0);
+  });
+
+  test("ConsensusLog recycles the segments truncatePrefix drops", async () => {
+    const device = new RecordingDevice();
+    await using log = await ConsensusLog.open({
+      dir: "/c",
+      ...SMALL,
+      device,
+      zeroFillSegments: true,
+    });
+    let slot = 0;
+    const commitSegment = async () => {
+      const first = slot;
+      for (let i = 0; i < 40; i++, slot++) {
+        log.accept(slot, { round: 1, node: 1 }, entryBytes(slot, 2000));
+      }
+      await log.commitMany(Array.from({ length: slot - first }, (_, k) => first + k));
+    };
+    await commitSegment();
+    await until(() => log.stats().zeroFillPrepared > log.stats().zeroFillInstalled, "a spare");
+    let release!: () => void;
+    device.holdFill = new Promise((done) => release = done);
+    await commitSegment(); // rolls over onto the ready spare; the next fill waits
+    await log.truncatePrefix(slot - 1);
+    await commitSegment();
+    assert.equal(log.stats().zeroFillRecycled, 1, JSON.stringify(log.stats()));
+    release();
+    for (let s = slot - 40; s < slot; s++) {
+      assert.deepEqual(log.readCommitted(s)?.value, entryBytes(s, 2000));
+    }
   });
 
   test("a value that is not a boolean is refused with a typed error and creates nothing", async () => {
