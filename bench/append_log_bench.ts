@@ -21,6 +21,12 @@
  * plus `native.fdatasync` with nothing dirty, the fixed cost of any durable commit. Benches of
  * sub-microsecond operations run 100 of them per measured call (see `OPS_PER_CALL`).
  *
+ * The write paths the log could take are compared on the same bytes (120 B and 12 KB) into a
+ * preallocated file: `pwrite` + `fdatasync` on the JS thread and on the runtime's worker pool (the
+ * log's default), a copy into a writable shared mapping + `msync(MS_SYNC)` of its pages, and
+ * io_uring's write + `fdatasync` linked in one submission (when liburing loads). They make the
+ * second table.
+ *
  * After mitata's output it prints a markdown table (mean times; ratio = log time / floor time,
  * so 1.0 is the floor) and writes it with the raw statistics to `bench/results/<runtime>.json`.
  *
@@ -164,6 +170,10 @@ const NAMES = {
   readView: `hybridlog: ${OPS_PER_CALL} × readView, random of 100k`,
   mappedView: `floor: ${OPS_PER_CALL} × view over a mapped page`,
   mappedViewHeader: `floor: ${OPS_PER_CALL} × view over a mapped page, length read from it`,
+  mappedWriteOne: "write path: copy 120 B into a writable mapping + msync",
+  uringWriteOne: "write path: io_uring write 120 B + fdatasync, linked",
+  mappedWriteGroup: `write path: copy ${GROUP_ENTRIES} × 120 B into a writable mapping + msync`,
+  uringWriteGroup: `write path: io_uring write ${GROUP_ENTRIES} × 120 B + fdatasync, linked`,
   scan: "hybridlog: scan 100k entries",
   reopen: "hybridlog: open 1M-entry log + read + close",
 } as const;
@@ -217,6 +227,55 @@ const writeAndSyncFloor = (entries: number, onPool = false, zeroFilled = false) 
     file.close();
   };
 
+/**
+ * Write path (c): `entries` records copied into a writable shared mapping of a preallocated file
+ * at an advancing offset, then `msync(MS_SYNC)` of the pages they touched, on the JS thread.
+ */
+const mappedWriteAndSync = (entries: number) =>
+  function* () {
+    const file = preallocatedFile(FLOOR_FILE_BYTES);
+    const mapping = native.map(file.fd, FLOOR_FILE_BYTES, { access: "readwrite" });
+    const target = new Uint8Array(mapping.buffer);
+    const bytes = new Uint8Array(entries * RECORD_BYTES).fill(7);
+    let position = 0;
+    yield () => {
+      target.set(bytes, position);
+      mapping.sync(position, bytes.length);
+      position += bytes.length;
+      if (position > FLOOR_FILE_BYTES - bytes.length) position = 0;
+    };
+    mapping.unmap();
+    file.close();
+  };
+
+/**
+ * Write path (d): io_uring's write + `fdatasync` linked in one submission, completed off the JS
+ * thread (ffi/io_uring*.ts), into a preallocated file at an advancing offset.
+ */
+const uringWriteAndSync = (entries: number) =>
+  async function* () {
+    const uring = native.openUring(8);
+    if (uring === undefined) throw new Error(`io_uring: ${native.uringUnavailableReason}`);
+    const file = preallocatedFile(FLOOR_FILE_BYTES);
+    const bytes = new Uint8Array(entries * RECORD_BYTES).fill(7);
+    let position = 0;
+    yield () => {
+      const at = position;
+      position += bytes.length;
+      if (position > FLOOR_FILE_BYTES - bytes.length) position = 0;
+      return uring.writeAndSync(file.fd, bytes, at, "data");
+    };
+    uring.close();
+    file.close();
+  };
+
+/** Why the io_uring write path is not measured here, or `undefined` when it is. */
+const uringMissing: string | undefined = (() => {
+  const uring = native.openUring(8);
+  uring?.close();
+  return uring === undefined ? native.uringUnavailableReason ?? "io_uring unavailable" : undefined;
+})();
+
 /** Enqueues `entries` values and awaits one commit, on a log with the options given. */
 const commitBench = (entries: number, inlineSync: boolean, zeroFillSegments = false) =>
   async function* () {
@@ -264,6 +323,17 @@ group(`group commit: ${GROUP_ENTRIES} enqueues + one commit`, () => {
     bench(NAMES.commitGroupZero, commitBench(GROUP_ENTRIES, false, true));
     bench(NAMES.commitGroupZeroInline, commitBench(GROUP_ENTRIES, true, true));
     bench(NAMES.writeSyncGroupZero, writeAndSyncFloor(GROUP_ENTRIES, false, true));
+  });
+});
+
+group("write paths: one durable write of the same bytes into a preallocated file", () => {
+  summary(() => {
+    bench(NAMES.mappedWriteOne, mappedWriteAndSync(1));
+    bench(NAMES.mappedWriteGroup, mappedWriteAndSync(GROUP_ENTRIES));
+    if (uringMissing === undefined) {
+      bench(NAMES.uringWriteOne, uringWriteAndSync(1));
+      bench(NAMES.uringWriteGroup, uringWriteAndSync(GROUP_ENTRIES));
+    }
   });
 });
 
@@ -348,7 +418,43 @@ group("reopen of a 1M-entry log to the first read", () => {
   });
 });
 
+/** The write paths compared, in the columns of the second table. */
+const WRITE_PATHS = [
+  { key: "pwriteJsThread", label: "pwrite + fdatasync, JS thread" },
+  { key: "pwritePool", label: "pwrite + fdatasync, worker pool (the default)" },
+  { key: "mappingMsync", label: "writable mapping + msync, JS thread" },
+  { key: "uringLinked", label: "io_uring write + fdatasync linked, off the JS thread" },
+] as const;
+
 await runAndReport(report);
+
+type WritePathRow =
+  & { bytes: string }
+  & Partial<Record<typeof WRITE_PATHS[number]["key"], { avg: number; p50: number; p99: number }>>;
+
+/** Mean, p50 and p99 of each write path for 120 B and for 100 × 120 B, from one run. */
+function writePathTable(results: Map<string, Stats>): WritePathRow[] {
+  const of = (name: string) => {
+    const stats = results.get(name);
+    return stats && { avg: stats.avg, p50: stats.p50, p99: stats.p99 };
+  };
+  return [
+    {
+      bytes: `${RECORD_BYTES} B`,
+      pwriteJsThread: of(NAMES.writeSyncOne),
+      pwritePool: of(NAMES.writeSyncOneAsync),
+      mappingMsync: of(NAMES.mappedWriteOne),
+      uringLinked: of(NAMES.uringWriteOne),
+    },
+    {
+      bytes: `${GROUP_ENTRIES} × ${RECORD_BYTES} B`,
+      pwriteJsThread: of(NAMES.writeSyncGroup),
+      pwritePool: of(NAMES.writeSyncGroupAsync),
+      mappingMsync: of(NAMES.mappedWriteGroup),
+      uringLinked: of(NAMES.uringWriteGroup),
+    },
+  ];
+}
 
 function report(results: Map<string, Stats>, context: unknown): void {
   const mean = (name: string): number => meanOf(results, name);
@@ -451,6 +557,19 @@ function report(results: Map<string, Stats>, context: unknown): void {
     const ratio = row.ratio === undefined ? "—" : `${row.ratio.toFixed(1)}×`;
     console.log(`| ${row.workload} | ${row.hybridlog} | ${row.floor} | ${ratio} |`);
   }
+  const writePaths = writePathTable(results);
+  console.log(
+    `\n### Write paths — ${runtime} ${version} (one durable write into a preallocated file; mean, p99 in parentheses)\n`,
+  );
+  console.log(`| bytes | ${WRITE_PATHS.map((path) => path.label).join(" | ")} |`);
+  console.log(`|---|${WRITE_PATHS.map(() => "---:").join("|")}|`);
+  for (const row of writePaths) {
+    const cells = WRITE_PATHS.map(({ key }) => {
+      const cell = row[key];
+      return cell === undefined ? uringMissing ?? "—" : `${time(cell.avg)} (${time(cell.p99)})`;
+    });
+    console.log(`| ${row.bytes} | ${cells.join(" | ")} |`);
+  }
   const raw = Object.fromEntries(results);
   const json = {
     runtime,
@@ -459,6 +578,8 @@ function report(results: Map<string, Stats>, context: unknown): void {
     unit: "ns",
     context,
     table,
+    writePaths,
+    uringMissing,
     raw,
   };
   writeResults(`${runtime}.json`, json);
