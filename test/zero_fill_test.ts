@@ -69,8 +69,7 @@ async function recycleScenario(device: RecordingDevice, dir: string) {
   const log = await AppendLog.open({ dir, ...SMALL, device, zeroFillSegments: true });
   await commitRounds(log, written, 2);
   await until(() => log.stats().zeroFillPrepared > log.stats().zeroFillInstalled, "a spare");
-  let release!: () => void;
-  device.holdFill = new Promise((done) => release = done);
+  const release = device.holdFills();
   for (let i = 0; i < 40; i++) log.enqueue(entryBytes(300 + i, 2000));
   await log.commit(); // onto segment 3, made from the ready spare; the next fill is held
   assert.equal(log.stats().zeroFillInstalled, 4);
@@ -85,7 +84,6 @@ async function recycleScenario(device: RecordingDevice, dir: string) {
   assert.equal(device.exists(join(dir, segmentFileName(2))), false);
   // The held fill gives up once its write returns, and removes its file; nothing replaced the
   // recycled spare, and no failure is counted.
-  device.holdFill = undefined;
   release();
   await until(() => !device.exists(spare), "the given-up fill's removal");
   assert.equal(device.events.filter((e) => e === `rename ${spare} ${ready}`).length, readied);
@@ -128,13 +126,23 @@ class RecordingDevice extends WrappingDevice {
   readonly events: string[] = [];
   readonly filled = new Map<string, Array<[number, number]>>();
   failFill = false;
-  /** While set, fills wait in `writeAsync` until it settles. */
-  holdFill: Promise<void> | undefined;
+  /** While set, fills wait in `writeAsync` until it settles (see `holdFills`). */
+  #held: Promise<void> | undefined;
   /** Renames of segment files fail (`EIO`). */
   failSegmentRenames = false;
 
   constructor(inner: Device = new MemoryDevice({ fileSizeBytesMax: 1 << 20 })) {
     super("recording", inner);
+  }
+
+  /** Holds every fill's writes from now on; the function returned lets them go on. */
+  holdFills(): () => void {
+    let release!: () => void;
+    this.#held = new Promise((done) => release = done);
+    return () => {
+      this.#held = undefined;
+      release();
+    };
   }
 
   override rename(from: string, to: string): void {
@@ -149,7 +157,7 @@ class RecordingDevice extends WrappingDevice {
     return forwardingFile(file, {
       writeAsync: async (bytes, position) => {
         if (this.failFill) throw new IoError("write", "EIO", file.path);
-        await this.holdFill;
+        await this.#held;
         await file.writeAsync(bytes, position);
         const ranges = this.filled.get(file.path) ?? [];
         ranges.push([position, position + bytes.length]);
@@ -531,8 +539,7 @@ describe("zeroFillSegments", () => {
     const log = await openOn(device);
     await commitRounds(log, written, 2);
     await until(() => log.stats().zeroFillPrepared > log.stats().zeroFillInstalled, "a spare");
-    let release!: () => void;
-    device.holdFill = new Promise((done) => release = done); // no spare is ready after the next
+    const release = device.holdFills(); // no spare is ready after the next roll-over
     for (let i = 0; i < 40; i++) log.enqueue(entryBytes(900 + i, 2000));
     await log.commit();
     device.failSegmentRenames = true;
@@ -543,7 +550,6 @@ describe("zeroFillSegments", () => {
       assert.equal(device.exists(join("/log", segmentFileName(index))), false);
     }
     assert.deepEqual(entriesOf(log), []);
-    device.holdFill = undefined;
     release();
     await log.close();
     assert.equal(log.stats().zeroFillFailed, 0);
@@ -567,8 +573,7 @@ describe("zeroFillSegments", () => {
     };
     await commitSegment();
     await until(() => log.stats().zeroFillPrepared > log.stats().zeroFillInstalled, "a spare");
-    let release!: () => void;
-    device.holdFill = new Promise((done) => release = done);
+    const release = device.holdFills();
     await commitSegment(); // rolls over onto the ready spare; the next fill waits
     await log.truncatePrefix(slot - 1);
     await commitSegment();
