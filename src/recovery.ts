@@ -375,7 +375,7 @@ function adoptSegment(
 const headerScratch = new Uint8Array(RECORD_HEADER_BYTES);
 
 /** True when the record header at `offset` of `file` reads as all zero bytes. */
-function headerIsZero(file: DeviceFile, offset: number): boolean {
+export function headerIsZero(file: DeviceFile, offset: number): boolean {
   if (file.read(headerScratch, offset) !== RECORD_HEADER_BYTES) return false;
   for (const byte of headerScratch) if (byte !== 0) return false;
   return true;

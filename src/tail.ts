@@ -25,6 +25,7 @@ import {
 } from "./record_format.ts";
 import {
   encodeCommitMarker,
+  headerIsZero,
   type RecoveredLog,
   recoverLog,
   tailSegmentIndex,
@@ -1204,13 +1205,9 @@ export class DurableTail {
     const offset = tail - index * S;
     const segment = this.#segments.at(index);
     if (segment === undefined || offset + RECORD_HEADER_BYTES > S) return;
-    const header = new Uint8Array(RECORD_HEADER_BYTES);
     try {
-      if (segment.file.read(header, offset) === header.length && header.every((b) => b === 0)) {
-        return;
-      }
-      header.fill(0);
-      segment.file.write(header, offset);
+      if (headerIsZero(segment.file, offset)) return;
+      segment.file.write(new Uint8Array(RECORD_HEADER_BYTES), offset);
       if (this.durability !== "none") segment.file.syncNow("data");
     } catch (error) {
       this.#poison = error;

@@ -57,6 +57,13 @@ export function attemptValue(slot: number, round: number, node: number): Uint8Ar
   return entryBytes(slot * 7919 + round * 31 + node, 16 + ((slot + round + node) % 97));
 }
 
+/** Whether `a` and `b` are both present and hold the same bytes. */
+export function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (a === undefined || b === undefined || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Deterministic bytes for entry `i` (length varies with i) so reads can be checked exactly. */
 export function entryBytes(i: number, lengthBytes = 10 + (i * 37) % 300): Uint8Array {
   const bytes = new Uint8Array(lengthBytes);

@@ -2,7 +2,7 @@
 // and how many of them a resolved commit acknowledged. After a crash or power loss, the one
 // durability checker compares a reopened log against that knowledge.
 import type { AppendLog } from "../mod.ts";
-import { entryBytes } from "./_helpers.ts";
+import { entryBytes, sameBytes } from "./_helpers.ts";
 
 /** An entry the writer enqueued. */
 export interface ModelEntry {
@@ -52,12 +52,6 @@ export class LogModel {
     this.entries.length = count;
     this.acked = count;
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** Result of {@linkcode checkRecovered}. */

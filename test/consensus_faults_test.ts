@@ -14,7 +14,7 @@ import {
 import type { Device } from "../src/device.ts";
 import { FaultyDevice } from "../src/faulty_device.ts";
 import { MemoryDevice } from "../src/memory_device.ts";
-import { entryBytes, seededRandom } from "./_helpers.ts";
+import { entryBytes, sameBytes, seededRandom } from "./_helpers.ts";
 
 const OPTIONS = {
   dir: "/data/log",
@@ -140,10 +140,6 @@ async function check(device: Device, acks: Acks): Promise<string[]> {
     await snapshots.close();
   }
   return violations;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 async function countCalls(durableAccepts: boolean): Promise<number> {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { ConsensusLog, CorruptionError, SnapshotStore } from "../mod.ts";
-import { entryBytes, seededRandom, tempDir } from "./_helpers.ts";
+import { entryBytes, sameBytes, seededRandom, tempDir } from "./_helpers.ts";
 
 const SECTOR = 512;
 const OPTIONS = {
@@ -103,10 +103,6 @@ async function verify(path: string): Promise<string | undefined> {
   } finally {
     await log.close().catch(() => {});
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 describe("corruption of every file kind by every mutation kind", () => {

@@ -18,7 +18,7 @@ import { fsDevice } from "../src/fs_device.ts";
 import { inspectLog, statusOf } from "../src/inspect.ts";
 import { encodeSegmentHeader, segmentFileName } from "../src/segment_format.ts";
 import { SPARE_FILE_NAME, SPARE_READY_FILE_NAME } from "../src/spare_segment.ts";
-import { assertBooleanOptionRefused, entryBytes, tempDir } from "./_helpers.ts";
+import { assertBooleanOptionRefused, entryBytes, sameBytes, tempDir } from "./_helpers.ts";
 import { forwardingFile, WrappingDevice } from "./_wrapping_device.ts";
 
 const SEGMENT = 64 * 1024;
@@ -161,12 +161,6 @@ async function recyclingQueue(failAt?: number) {
     await log?.close().catch(() => {});
   }
   return { memory, faulty, written, acked, truncatedUntil, recycled, error };
-}
-
-/** Whether `a` holds the bytes of `b`. */
-function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
-  return a !== undefined && b !== undefined && a.length === b.length &&
-    a.every((byte, i) => byte === b[i]);
 }
 
 /** `length` bytes of file `path` at `position`. */
