@@ -43,6 +43,7 @@ import {
   type SegmentSet,
 } from "./segments.ts";
 import { FILL_LEAD_BYTES, removeLeftoverSpare, SparePreparer } from "./spare_segment.ts";
+import { nextTurn } from "./validate.ts";
 
 /** How durable a commit is when it resolves. */
 export type Durability = "none" | "data" | "full";
@@ -801,6 +802,8 @@ export class DurableTail {
       this.#publish(cycle, until, commitNumber, cookie);
       this.#lastDone = this.#needsCheckpoint(until)
         ? this.#checkpointThenSettle(cycle)
+        : this.#spares?.wantsTurn()
+        ? this.#settleAfterTurn(cycle)
         : (this.#settle(cycle, undefined), SETTLED);
       return;
     }
@@ -867,6 +870,15 @@ export class DurableTail {
       failure = error;
     }
     return this.#settle(cycle, failure);
+  }
+
+  /**
+   * Settles a durable cycle on the next macrotask, so that the spare's fill can go on (see
+   * {@linkcode SparePreparer.wantsTurn}).
+   */
+  async #settleAfterTurn(cycle: Cycle): Promise<unknown> {
+    await nextTurn();
+    return this.#settle(cycle, undefined);
   }
 
   /** Resolves (or rejects) a cycle's callers and lets the next cycle start; returns `failure`. */

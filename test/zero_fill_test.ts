@@ -323,6 +323,33 @@ describe("zeroFillSegments", () => {
     assert.equal(fs.existsSync(join(dir.path, SPARE_READY_FILE_NAME)), false);
   });
 
+  test("inlineSync: a commit loop that never yields to the event loop still gets its spares", async () => {
+    using dir = tempDir("hybridlog-zero-fill-");
+    await using log = await AppendLog.open({
+      dir: dir.path,
+      ...SMALL,
+      inlineSync: true,
+      zeroFillSegments: true,
+    });
+    assert.equal(log.stats().zeroFillInstalled, 1); // the first segment, made in open
+    // Each `await` below resolves in a microtask unless the log gives the fill a turn: no timer,
+    // no I/O completion runs otherwise. Before, the fill's writes then never completed and every
+    // later segment was preallocated (installed stayed 1 until the deadline).
+    const deadline = Date.now() + 20_000;
+    let commits = 0;
+    while (log.stats().zeroFillInstalled < 4 && Date.now() < deadline) {
+      for (let i = 0; i < 4; i++) log.enqueue(entryBytes(commits * 4 + i, 2000));
+      await log.commit();
+      commits++;
+    }
+    const stats = log.stats();
+    assert.ok(stats.zeroFillInstalled >= 4, `installed ${stats.zeroFillInstalled} spares`);
+    assert.equal(stats.zeroFillFailed, 0);
+    const entries = entriesOf(log);
+    assert.equal(entries.length, commits * 4);
+    assert.ok(entries.every((entry, at) => sameBytes(entry, entryBytes(at, 2000))));
+  });
+
   test("close while a spare is being written waits for it and removes it", async () => {
     using dir = tempDir("hybridlog-zero-fill-");
     const big = { segmentSizeBytes: 32 * 1024 * 1024 };
