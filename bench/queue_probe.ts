@@ -9,7 +9,10 @@
 // Truncating at every commit also makes each commit write and sync the 4 KiB checkpoint that
 // records the new begin, so the two workloads differ in more than their spares.
 //
-//   bun bench/queue_probe.ts [--groups 30000] [--dir /var/tmp]
+// With small segments (`--segment-mib 4`), a spare is filled as soon as the one before is
+// installed, so a dropped segment is kept as a second spare to be recycled at all.
+//
+//   bun bench/queue_probe.ts [--groups 30000] [--dir /var/tmp] [--segment-mib 64]
 //   deno run -A bench/queue_probe.ts   (Deno reads /proc/diskstats only with --allow-all)
 import * as fs from "node:fs";
 import { join } from "node:path";
@@ -19,13 +22,14 @@ import { AppendLog } from "../mod.ts";
 const { values } = parseArgs({
   options: {
     groups: { type: "string", default: "30000" },
+    "segment-mib": { type: "string", default: "64" },
     dir: { type: "string", default: fs.existsSync("/var/tmp") ? "/var/tmp" : "." },
   },
 });
 const GROUPS = Number(values.groups);
 const value = new Uint8Array(100).fill(3);
-/** The segment size of the log (the default). */
-const SEGMENT_BYTES = 64 * 1024 * 1024;
+/** The segment size of the log (by default the log's default). */
+const SEGMENT_BYTES = Number(values["segment-mib"]) * 1024 * 1024;
 
 /** Sectors written by the block device holding `dir`, in bytes; undefined if not readable. */
 function diskBytesWritten(dir: string): number | undefined {
@@ -96,7 +100,10 @@ async function run(truncating: boolean) {
 const runtime = "Bun" in globalThis
   ? `bun ${process.versions.bun}`
   : `deno ${process.versions.deno}`;
-console.log(`queue probe — ${runtime}, ${GROUPS} groups of 100 × 100 B, zeroFillSegments`);
+console.log(
+  `queue probe — ${runtime}, ${GROUPS} groups of 100 × 100 B, zeroFillSegments, ` +
+    `${SEGMENT_BYTES / 1024 / 1024} MiB segments`,
+);
 console.log(
   "| workload | entries/s | commit p50 | commit p99 | log written | disk written | spares zero-filled | zeros written | spares recycled |",
 );

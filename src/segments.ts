@@ -231,18 +231,18 @@ export class SegmentSet {
   #fromSpare(index: number, path: string): Segment | undefined {
     const spares = this.spares;
     if (spares === undefined || !spares.ready) return undefined;
-    spares.take();
+    const taken = spares.take();
     try {
-      const spare = this.device.open(spares.path);
+      const spare = this.device.open(taken);
       try {
         spare.write(encodeSegmentHeader(this.logId, index, this.segmentSizeBytes), 0);
         spare.syncNow("data"); // never retried: on failure the spare is removed
       } finally {
         spare.close();
       }
-      this.device.rename(spares.path, path);
+      this.device.rename(taken, path);
     } catch {
-      spares.discard();
+      spares.discard(taken);
       return undefined;
     }
     spares.installed();

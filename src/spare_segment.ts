@@ -11,7 +11,9 @@
  * 12 KB, p50 120–147 against 55–77 µs; 30 KB, 130–156 against 63–86 µs. The price of a zero-filled
  * spare is a second write of every segment (64 MiB at ~1 GB/s here) and one segment file more on
  * disk; a recycled one costs a rename, so a log that truncates as it goes (a queue) writes each
- * segment once.
+ * segment once. A segment dropped while a spare is ready already becomes a second spare (so two
+ * files more on disk at most): segments of 8 MiB or less are filled as soon as the one before is
+ * installed, and would otherwise seldom be recycled.
  *
  * A recycled spare keeps its old records. They can never pass as records of the segment it
  * becomes: every record header holds its own address, which lies in the segment the record was
@@ -22,10 +24,11 @@
  * a crash, recovery cuts the tail back and zeroes it, as after any crash.
  *
  * The zero-filled spare is written as {@linkcode SPARE_FILE_NAME}, then renamed to
- * {@linkcode SPARE_READY_FILE_NAME} once synced: never a segment file name, so a crash at any
- * point leaves nothing recovery could mistake for log data. Open removes a half-written spare,
- * and keeps a ready one for the next segment (the option on) or removes it (the option off): a
- * log reopened often does not write a segment of zeros each time. A ready spare is kept only if
+ * {@linkcode SPARE_READY_FILE_NAME} once synced (a recycled one takes whichever of
+ * {@linkcode SPARE_READY_FILE_NAMES} is free): never a segment file name, so a crash at any point
+ * leaves nothing recovery could mistake for log data. Open removes a half-written spare, and keeps
+ * ready ones for the next segments (the option on) or removes them (the option off): a log
+ * reopened often does not write a segment of zeros each time. A ready spare is kept only if
  * its header is zeros (a zero-filled spare) or names a segment of this log below the next one the
  * log will create (a recycled one): a spare whose header names that segment or a later one was
  * being installed when the process died (the rename into place did not reach the disk), and may
@@ -40,8 +43,15 @@ import { segmentHeaderIndex } from "./segment_format.ts";
 
 /** The spare's name while it is written (no segment file name: recovery never adopts it). */
 export const SPARE_FILE_NAME = "spare-segment.tmp";
-/** The spare's file name once it is all zeros and synced. */
+/** The spare's file name once it is all zeros and synced (or recycled). */
 export const SPARE_READY_FILE_NAME = "spare-segment.ready";
+/**
+ * The names ready spares may have: a truncation that drops a segment while a zero-filled spare is
+ * ready keeps the file as a second spare. Segments of 8 MiB or less are filled at once (the fill's
+ * lead covers them), so without that second place a queue of small segments almost never found a
+ * fill to give up, and wrote each of its segments twice.
+ */
+export const SPARE_READY_FILE_NAMES = [SPARE_READY_FILE_NAME, "spare-segment.ready-2"] as const;
 
 /** Bytes of zeros per write: large enough that the writes cost little, small enough to share. */
 const FILL_CHUNK_BYTES = 1024 * 1024;
@@ -69,7 +79,7 @@ let zeros: Uint8Array | undefined;
  * directory lock.
  */
 export function removeLeftoverSpare(device: Device, dir: string, keepReady: boolean): void {
-  for (const name of keepReady ? [SPARE_FILE_NAME] : [SPARE_FILE_NAME, SPARE_READY_FILE_NAME]) {
+  for (const name of keepReady ? [SPARE_FILE_NAME] : [SPARE_FILE_NAME, ...SPARE_READY_FILE_NAMES]) {
     const path = join(dir, name);
     if (device.exists(path)) device.remove(path);
   }
@@ -87,14 +97,19 @@ export interface SpareStats {
   failed: number;
 }
 
-/** Prepares at most one spare at a time for one log directory, and hands it out when ready. */
+/**
+ * Prepares at most one spare at a time for one log directory (only when none is ready), keeps up
+ * to two ready ones (the second only ever a recycled file), and hands them out.
+ */
 export class SparePreparer {
-  /** The ready spare's path, renamed into place by its taker. */
-  readonly path: string;
+  readonly #dir: string;
   readonly #writingPath: string;
   readonly #device: Device;
   readonly #sizeBytes: number;
-  #state: "none" | "preparing" | "ready" = "none";
+  /** Paths of the ready spares, the one to hand out first at the front. */
+  #ready: string[] = [];
+  /** A fill runs and has not been given up. */
+  #preparing = false;
   #work: Promise<void> = Promise.resolve();
   #closed = false;
   /** How many bytes of the spare may be filled now (the log's pace); unbounded when absent. */
@@ -123,11 +138,21 @@ export class SparePreparer {
   ) {
     this.#device = device;
     this.#pace = pace;
-    this.path = join(dir, SPARE_READY_FILE_NAME);
+    this.#dir = dir;
     this.#writingPath = join(dir, SPARE_FILE_NAME);
     this.#sizeBytes = sizeBytes;
-    if (!device.exists(this.path)) return;
-    const file = device.open(this.path, { readOnly: true });
+    for (const name of SPARE_READY_FILE_NAMES) {
+      const path = join(dir, name);
+      if (!device.exists(path)) continue;
+      if (this.#adoptable(path, adopt)) {
+        this.#ready.push(path);
+        this.#stats.prepared++;
+      } else device.remove(path);
+    }
+  }
+
+  #adoptable(path: string, adopt: { logId: number; nextIndex: number }): boolean {
+    const file = this.#device.open(path, { readOnly: true });
     const header = new Uint8Array(SEGMENT_HEADER_BYTES);
     let size: number;
     try {
@@ -138,20 +163,26 @@ export class SparePreparer {
     }
     const index = header.every((byte) => byte === 0)
       ? -1
-      : segmentHeaderIndex(header, adopt.logId, sizeBytes);
-    if (size === sizeBytes && index !== undefined && index < adopt.nextIndex) {
-      this.#state = "ready";
-      this.#stats.prepared++;
-    } else device.remove(this.path);
+      : segmentHeaderIndex(header, adopt.logId, this.#sizeBytes);
+    return size === this.#sizeBytes && index !== undefined && index < adopt.nextIndex;
+  }
+
+  /** A ready name no ready spare has. */
+  #freePath(): string {
+    for (const name of SPARE_READY_FILE_NAMES) {
+      const path = join(this.#dir, name);
+      if (!this.#ready.includes(path)) return path;
+    }
+    throw new Error("assertion failed: no ready spare name is free");
   }
 
   get stats(): SpareStats {
     return { ...this.#stats };
   }
 
-  /** True when a spare is written, synced and not yet taken. */
+  /** True when a spare is written, synced (or recycled) and not yet taken. */
   get ready(): boolean {
-    return this.#state === "ready";
+    return this.#ready.length > 0;
   }
 
   /** Settles once the running preparation (if any) has ended, never rejects. */
@@ -161,8 +192,8 @@ export class SparePreparer {
 
   /** Starts preparing a spare unless one is ready or being prepared, or the log is closed. */
   start(): void {
-    if (this.#state !== "none" || this.#closed) return;
-    this.#state = "preparing";
+    if (this.#ready.length > 0 || this.#preparing || this.#closed) return;
+    this.#preparing = true;
     // After the one before has ended: a fill given up for a recycled spare may still be removing
     // its file, whose name the next fill creates exclusively.
     const generation = this.#generation;
@@ -197,8 +228,10 @@ export class SparePreparer {
       if (!current()) throw new Error("given up");
       // Only a whole, synced spare carries the ready name (the rename needs no directory sync:
       // if a crash undoes it, the next open removes the half-named file and writes another).
-      this.#device.rename(this.#writingPath, this.path);
-      this.#state = "ready";
+      const path = this.#freePath();
+      this.#device.rename(this.#writingPath, path);
+      this.#preparing = false;
+      this.#ready.push(path);
       this.#stats.prepared++;
     } catch {
       // Only the spare is lost, never log data: the next segment is preallocated as before. A
@@ -206,7 +239,7 @@ export class SparePreparer {
       // given up for a recycled spare removes its file and leaves the state to that spare.
       file?.close();
       if (this.#generation === generation) {
-        this.#state = "none";
+        this.#preparing = false;
         if (!this.#closed) this.#stats.failed++;
       }
       try {
@@ -246,24 +279,27 @@ export class SparePreparer {
   }
 
   /**
-   * Takes the file of a segment a truncation has just released and closed as the ready spare,
-   * instead of its removal: renames `path` to the ready name, giving up a fill in progress.
-   * Returns false (the caller removes the file) when a spare is ready already, the preparer is
-   * closed, or the rename fails. The caller syncs the directory, as after a removal: until then
-   * a crash may bring the segment file back, which recovery removes (it lies below the begin).
+   * Takes the file of a segment a truncation has just released and closed as a ready spare,
+   * instead of its removal: renames `path` to a free ready name, giving up a fill in progress.
+   * Returns false (the caller removes the file) when two spares are ready already, the preparer
+   * is closed, or the rename fails. The caller syncs the directory, as after a removal: until
+   * then a crash may bring the segment file back, which recovery removes (it lies below the
+   * begin).
    */
   recycle(path: string): boolean {
-    if (this.#closed || this.#state === "ready") return false;
+    if (this.#closed || this.#ready.length >= SPARE_READY_FILE_NAMES.length) return false;
+    const ready = this.#freePath();
     try {
-      this.#device.rename(path, this.path);
+      this.#device.rename(path, ready);
     } catch {
       return false;
     }
-    if (this.#state === "preparing") {
+    if (this.#preparing) {
+      this.#preparing = false;
       this.#generation++;
       this.progressed(); // a fill waiting for the log's pace wakes up and gives up
     }
-    this.#state = "ready";
+    this.#ready.push(ready);
     this.#stats.prepared++;
     this.#stats.recycled++;
     return true;
@@ -278,12 +314,13 @@ export class SparePreparer {
   }
 
   /**
-   * Takes the ready spare: the caller renames {@linkcode SparePreparer.path} into place (after
-   * writing and syncing a header), then calls `installed`, or `discard` if that failed.
+   * Takes a ready spare and returns its path: the caller renames it into place (after writing and
+   * syncing a header), then calls `installed`, or `discard` if that failed.
    */
-  take(): void {
-    if (this.#state !== "ready") throw new Error("assertion failed: no spare is ready");
-    this.#state = "none";
+  take(): string {
+    const path = this.#ready.shift();
+    if (path === undefined) throw new Error("assertion failed: no spare is ready");
+    return path;
   }
 
   /** Counts a taken spare that became a segment. */
@@ -291,10 +328,10 @@ export class SparePreparer {
     this.#stats.installed++;
   }
 
-  /** Removes a taken spare that could not be installed. */
-  discard(): void {
+  /** Removes the taken spare at `path`, which could not be installed. */
+  discard(path: string): void {
     try {
-      if (this.#device.exists(this.path)) this.#device.remove(this.path);
+      if (this.#device.exists(path)) this.#device.remove(path);
     } catch {
       // Removed at the next open.
     }
@@ -302,7 +339,7 @@ export class SparePreparer {
 
   /**
    * Stops preparing: waits for a running write or sync to end and removes the half-written
-   * spare. A ready spare stays for the next open.
+   * spare. Ready spares stay for the next open.
    */
   async close(): Promise<void> {
     this.#closed = true;

@@ -12,12 +12,17 @@ import { join } from "node:path";
 import { AppendLog, ConsensusLog, LogManager } from "../mod.ts";
 import type { Device, DeviceFile } from "../src/device.ts";
 import { IoError } from "../src/errors.ts";
+import { nextTurn } from "../src/validate.ts";
 import { FaultyDevice } from "../src/faulty_device.ts";
 import { MemoryDevice } from "../src/memory_device.ts";
 import { fsDevice } from "../src/fs_device.ts";
 import { inspectLog, statusOf } from "../src/inspect.ts";
 import { encodeSegmentHeader, segmentFileName } from "../src/segment_format.ts";
-import { SPARE_FILE_NAME, SPARE_READY_FILE_NAME } from "../src/spare_segment.ts";
+import {
+  SPARE_FILE_NAME,
+  SPARE_READY_FILE_NAME,
+  SPARE_READY_FILE_NAMES,
+} from "../src/spare_segment.ts";
 import { assertBooleanOptionRefused, entryBytes, sameBytes, tempDir } from "./_helpers.ts";
 import { forwardingFile, WrappingDevice } from "./_wrapping_device.ts";
 
@@ -59,13 +64,13 @@ async function commitRounds(log: AppendLog, written: Uint8Array[], rounds: numbe
 
 /**
  * Fills segments 0 to 2, then rolls over onto segment 3 while the next spare's fill is held, and
- * truncates everything: segment 0's file becomes the spare (the held fill gives up), segments 1
- * and 2 are removed. Then rolls over onto segment 4, made from that file. Returns its path, the
- * entries left and the tail address, after a clean close.
+ * truncates everything: segment 0's file becomes the spare (the held fill gives up), segment 1's
+ * the second spare, and segment 2 is removed. Then rolls over onto segment 4, made from segment
+ * 0's file. Returns its path, the entries left and the tail address, after a clean close.
  */
 async function recycleScenario(device: RecordingDevice, dir: string) {
   const spare = join(dir, SPARE_FILE_NAME);
-  const ready = join(dir, SPARE_READY_FILE_NAME);
+  const [ready, second] = SPARE_READY_FILE_NAMES.map((name) => join(dir, name));
   const written: Uint8Array[] = [];
   const log = await AppendLog.open({ dir, ...SMALL, device, zeroFillSegments: true });
   await commitRounds(log, written, 2);
@@ -78,9 +83,10 @@ async function recycleScenario(device: RecordingDevice, dir: string) {
   log.truncateUntil(log.committedUntilAddress);
   await log.commit();
   let stats = log.stats();
-  assert.equal(stats.zeroFillRecycled, 1);
-  assert.equal(stats.zeroFillPrepared, readied + 1);
+  assert.equal(stats.zeroFillRecycled, 2);
+  assert.equal(stats.zeroFillPrepared, readied + 2);
   assert.ok(device.events.includes(`rename ${join(dir, segmentFileName(0))} ${ready}`));
+  assert.ok(device.events.includes(`rename ${join(dir, segmentFileName(1))} ${second}`));
   assert.equal(device.exists(join(dir, segmentFileName(1))), false);
   assert.equal(device.exists(join(dir, segmentFileName(2))), false);
   // The held fill gives up once its write returns, and removes its file; nothing replaced the
@@ -468,6 +474,54 @@ describe("zeroFillSegments", () => {
     assert.deepEqual(bytesAt(device, recycledPath, tailOffset, 256), closed);
   });
 
+  test("a queue of small segments stops writing zeros: a dropped segment becomes a second spare", async () => {
+    // 64 KiB segments fill at once (the fill's lead covers them), so a zero-filled spare is
+    // nearly always ready when a truncation drops a segment. Before, the dropped file was then
+    // removed and every segment was written twice; now it is kept as the second spare.
+    const device = new RecordingDevice();
+    const fills = () => device.events.filter((e) => e.startsWith("fill ")).length;
+    const kept = new Map<number, Uint8Array>();
+    let fillsAfterWarmUp = 0;
+    let recycledAfterWarmUp = 0;
+    {
+      await using log = await openOn(device);
+      let previous = log.tailAddress;
+      for (let round = 0; round < 40; round++) {
+        if (round === 6) {
+          fillsAfterWarmUp = fills();
+          recycledAfterWarmUp = log.stats().zeroFillRecycled;
+        }
+        for (let i = 0; i < 20; i++) {
+          const entry = entryBytes(round * 100 + i, 2000);
+          kept.set(log.enqueue(entry), entry);
+        }
+        await log.commit();
+        await nextTurn(); // a fill that was started goes on, as it would in a server
+        log.truncateUntil(previous); // one round behind
+        for (const address of kept.keys()) if (address < previous) kept.delete(address);
+        previous = log.tailAddress;
+      }
+      await log.commit();
+      const stats = log.stats();
+      // 40 rounds of 40 KB roll over about 24 times; each roll-over after the warm-up took a
+      // recycled file, and no zeros were written for any of them.
+      assert.equal(fills(), fillsAfterWarmUp);
+      assert.ok(stats.zeroFillRecycled - recycledAfterWarmUp >= 15, JSON.stringify(stats));
+      assert.ok(stats.zeroFillInstalled >= 20, JSON.stringify(stats));
+      assert.equal(stats.zeroFillFailed, 0);
+      const spares = SPARE_READY_FILE_NAMES.filter((name) => device.exists(join("/log", name)));
+      assert.equal(spares.length, 2);
+    }
+    // Both spares are kept across a clean reopen, and every entry not truncated reads back.
+    await using reopened = await openOn(device);
+    assert.equal(reopened.stats().zeroFillPrepared, 2);
+    assert.equal(fills(), fillsAfterWarmUp);
+    assert.deepEqual(
+      [...reopened.scan()].map((entry) => [entry.address, entry.value.slice()]),
+      [...kept],
+    );
+  });
+
   test("on the file system: a log in a recycled segment reopens clean, and inspect says so", async () => {
     using dir = tempDir("hybridlog-recycle-");
     const device = new RecordingDevice(fsDevice);
@@ -499,14 +553,15 @@ describe("zeroFillSegments", () => {
       await using log = await openOn(device);
       await commitRounds(log, written, 2); // segments 0 to 2: the next one is 3
     }
-    const ready = join("/log", SPARE_READY_FILE_NAME);
+    const [ready, second] = SPARE_READY_FILE_NAMES.map((name) => join("/log", name));
     const segmentZero = device.open(join("/log", segmentFileName(0)), { readOnly: true });
     const header = new Uint8Array(64);
     segmentZero.read(header, 0);
     segmentZero.close();
     const logId = new DataView(header.buffer).getUint32(12, true);
-    const spareWith = (first: Uint8Array) => {
-      const file = device.open(ready, { create: true });
+    const spareWith = (path: string, first: Uint8Array) => {
+      for (const other of [ready, second]) if (device.exists(other)) device.remove(other);
+      const file = device.open(path, { create: true });
       file.truncate(0);
       file.write(new Uint8Array(SEGMENT).fill(0x5a), 0);
       file.write(first, 0);
@@ -525,19 +580,25 @@ describe("zeroFillSegments", () => {
         false,
       ],
     ];
-    for (const [what, first, kept] of cases) {
-      spareWith(first);
+    // The same rule for either ready name (the second holds a recycled file).
+    for (
+      const [path, [what, first, kept]] of [ready, second].flatMap((p) =>
+        cases.map((c) => [p, c] as const)
+      )
+    ) {
+      spareWith(path, first);
       const log = await AppendLog.open({ dir: "/log", ...SMALL, device, zeroFillSegments: true });
       const bytes = new Uint8Array(64);
       if (kept) {
         assert.equal(log.stats().zeroFillPrepared, 1, what);
-        const file = device.open(ready, { readOnly: true });
+        const file = device.open(path, { readOnly: true });
         file.read(bytes, 0);
         file.close();
         assert.deepEqual(bytes, first, `${what}: the same file is kept`);
       } else {
-        // Removed; a new spare (zeros) is made in its place.
+        // Removed; a new spare (zeros) is made under the first name.
         await until(() => log.stats().zeroFillPrepared === 1, `${what}: a new spare`);
+        assert.equal(device.exists(second), false, what);
         const file = device.open(ready, { readOnly: true });
         file.read(bytes, 0);
         file.close();
@@ -686,8 +747,10 @@ describe("zeroFillSegments", () => {
     await commitSegment(); // rolls over onto the ready spare; the next fill waits
     await log.truncatePrefix(slot - 1);
     await commitSegment();
-    assert.equal(log.stats().zeroFillRecycled, 1, JSON.stringify(log.stats()));
     release();
+    // Segments 0 and 1 were dropped: the first took the held fill's place, the second became the
+    // second spare; the roll-over took the first.
+    assert.equal(log.stats().zeroFillRecycled, 2, JSON.stringify(log.stats()));
     for (let s = slot - 40; s < slot; s++) {
       assert.deepEqual(log.readCommitted(s)?.value, entryBytes(s, 2000));
     }
