@@ -254,6 +254,7 @@ export function readIndexCheckpointInfo(dir: string, logId: number): IndexCheckp
       if (loaded.entries[i] < 0) acceptedEntries++;
       else committedEntries++;
     }
+    loaded.release();
   }
   return {
     path,

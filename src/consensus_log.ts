@@ -407,26 +407,29 @@ export class ConsensusLog {
     this.#slots.epochs.enter();
     try {
       const checkpoint = readIndexCheckpoint(tail.device, tail.dir, tail.logId);
-      if (
-        checkpoint && checkpoint.coveredAddress <= tail.committedUntilAddress &&
-        checkpoint.coveredAddress >= tail.beginAddress
-      ) {
-        const entries = checkpoint.entries;
-        // A committed entry needs only its address: its record is verified when first read. The
-        // index is not shared yet, so they are loaded in bulk, without atomics.
-        index.loadCommitted(entries, below, tail.beginAddress, (word) => {
-          this.#slots.region.free(wordOffset(word));
-        });
-        for (let i = 0; i < entries.length; i += 2) {
-          const slot = entries[i];
-          const stored = entries[i + 1];
-          if (stored >= 0) continue;
-          const address = -stored - 1;
-          if (slot < below || address < tail.beginAddress) continue;
-          this.#replay(address);
+      try {
+        if (
+          checkpoint && checkpoint.coveredAddress <= tail.committedUntilAddress &&
+          checkpoint.coveredAddress >= tail.beginAddress
+        ) {
+          const entries = checkpoint.entries;
+          // A committed entry needs only its address: its record is verified when first read.
+          // The index is not shared yet, so they are loaded in bulk, without atomics.
+          const journaled: number[] = [];
+          index.loadCommitted(entries, below, tail.beginAddress, (word) => {
+            this.#slots.region.free(wordOffset(word));
+          }, journaled);
+          for (const i of journaled) {
+            const slot = entries[i];
+            const address = -entries[i + 1] - 1;
+            if (slot < below || address < tail.beginAddress) continue;
+            this.#replay(address);
+          }
+          start = checkpoint.coveredAddress;
+          this.#indexCheckpointAddress = start;
         }
-        start = checkpoint.coveredAddress;
-        this.#indexCheckpointAddress = start;
+      } finally {
+        checkpoint?.release(); // unmaps the file: `entries` is not used past here
       }
       for (const entry of tail.entries(start, tail.committedUntilAddress)) {
         this.#replay(entry.address, entry.value);

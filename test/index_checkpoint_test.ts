@@ -6,12 +6,18 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
 import {
   INDEX_CHECKPOINT_HEADER_BYTES,
   readIndexCheckpoint,
   writeIndexCheckpoint,
 } from "../src/index_checkpoint.ts";
+import type { DeviceFile } from "../src/device.ts";
 import { MemoryDevice } from "../src/memory_device.ts";
+import { fsDevice } from "../src/fs_device.ts";
+import { IoError } from "../src/errors.ts";
+import { tempDir } from "./_helpers.ts";
+import { forwardingFile, WrappingDevice } from "./_wrapping_device.ts";
 import {
   acceptedWord,
   LEAF_SLOTS,
@@ -131,5 +137,104 @@ describe("index checkpoint", () => {
       new Uint8Array(32),
       "reserved bytes are 0",
     );
+  });
+
+  test("on the file system the checkpoint is read through a mapping, released after; a device that maps nothing reads it", async () => {
+    using dir = tempDir("hybridlog-index-");
+    const pairs = new Float64Array(3000);
+    for (let i = 0; i < pairs.length; i += 2) {
+      [pairs[i], pairs[i + 1]] = [i * 3, i % 10 ? i * 64 : -i];
+    }
+    await writeIndexCheckpoint(fsDevice, dir.path, 9, 777, pairs, true);
+    const mapped = readIndexCheckpoint(fsDevice, dir.path, 9);
+    assert.ok(mapped);
+    assert.equal(mapped.coveredAddress, 777);
+    assert.deepEqual(mapped.entries, pairs);
+    mapped.release();
+    assert.equal(mapped.entries.length, 0, "released: the view over the unmapped file is detached");
+    class NoMapping extends WrappingDevice {
+      protected override wrapFile(file: DeviceFile): DeviceFile {
+        return forwardingFile(file, {
+          view: () => {
+            throw new IoError("mmap", "ENODEV", file.path);
+          },
+        });
+      }
+    }
+    const read = readIndexCheckpoint(new NoMapping("no-mapping", fsDevice), dir.path, 9);
+    assert.ok(read);
+    assert.deepEqual(read.entries, pairs);
+    read.release();
+    assert.deepEqual(read.entries, pairs, "a copy: release leaves it alone");
+    // A damaged byte fails the checksum either way.
+    const path = `${dir.path}/index`;
+    const bytes = fs.readFileSync(path);
+    bytes[100] ^= 1;
+    fs.writeFileSync(path, bytes);
+    assert.equal(readIndexCheckpoint(fsDevice, dir.path, 9), undefined);
+    assert.equal(
+      readIndexCheckpoint(new NoMapping("no-mapping", fsDevice), dir.path, 9),
+      undefined,
+    );
+  });
+
+  test("loadCommitted gives the index setCommitted would, for pairs in or out of slot order", () => {
+    // Dense runs, leaf boundaries, sparse and huge slots, a journaled accept (negative address)
+    // and pairs below the minimums, which are skipped.
+    const slots = [
+      0,
+      1,
+      2,
+      63,
+      64,
+      65,
+      127,
+      128,
+      130,
+      4096,
+      70_000,
+      2 ** 31 + 5,
+      2 ** 40,
+      2 ** 52 + 3,
+    ];
+    for (let slot = 1000; slot < 1300; slot++) slots.push(slot);
+    const pairs: number[] = [];
+    for (const [i, slot] of slots.entries()) {
+      pairs.push(slot, i % 17 === 5 ? -(i + 1) : 100 + i * 10);
+    }
+    const slotMin = 2;
+    const addressMin = 130;
+    const expected = new SlotIndex(undefined, 1024 * 1024);
+    for (let i = 0; i < pairs.length; i += 2) {
+      if (pairs[i] >= slotMin && pairs[i + 1] >= addressMin) {
+        expected.setCommitted(pairs[i], pairs[i + 1]);
+      }
+    }
+    const want = expectedPairs(expected, Infinity);
+    assert.ok(want.length > 2 * 250, `${want.length / 2} slots`);
+    // In slot order, reversed, and shuffled by a fixed permutation.
+    const order = [...Array(slots.length).keys()];
+    const orders = [order, [...order].reverse(), order.map((_, i) => (i * 37) % slots.length)];
+    for (const permutation of orders) {
+      const shuffled = new Float64Array(pairs.length);
+      permutation.forEach((from, to) => {
+        shuffled[2 * to] = pairs[2 * from];
+        shuffled[2 * to + 1] = pairs[2 * from + 1];
+      });
+      const index = new SlotIndex(undefined, 1024 * 1024);
+      const accepted: number[] = [];
+      const negatives: number[] = [];
+      index.loadCommitted(shuffled, slotMin, addressMin, (word) => accepted.push(word), negatives);
+      assert.deepEqual(expectedPairs(index, Infinity), want);
+      assert.deepEqual(accepted, []);
+      // Every journaled accept's position, and nothing else.
+      const journaled = (list: ArrayLike<number>, at: number[]) =>
+        at.map((i) => `${list[i]}:${list[i + 1]}`).sort();
+      const allAt = [...Array(pairs.length / 2).keys()].map((k) => 2 * k);
+      assert.deepEqual(
+        journaled(shuffled, negatives),
+        journaled(pairs, allAt.filter((i) => pairs[i + 1] < 0)),
+      );
+    }
   });
 });
