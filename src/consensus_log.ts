@@ -166,6 +166,17 @@ export interface ConsensusTailOptions {
 }
 
 /** Counters and fill levels of a consensus log (counts since it was opened, levels as of now). */
+/** The part of {@linkcode ConsensusLogStats} read from the index and the region. */
+type SlotStats = Pick<
+  ConsensusLogStats,
+  | "acceptedCount"
+  | "committedCount"
+  | "regionLiveBytes"
+  | "regionUsedBytes"
+  | "regionCapacityBytes"
+  | "indexBytes"
+>;
+
 export interface ConsensusLogStats {
   /** Commit cycles completed (each may serve many `commit()` calls). */
   readonly commits: number;
@@ -232,6 +243,10 @@ export interface ConsensusLogStats {
 export class ConsensusLog {
   #tail: DurableTail;
   #slots: SharedSlots;
+  /** `truncatePrefix` calls in progress (see `close`). */
+  #truncations = 0;
+  /** The index and region counts at close, once their buffers went to another log. */
+  #releasedStats: SlotStats | undefined;
   #hard: HardStateStore;
   #durableAccepts: boolean;
   #entrySizeBytesMax: number;
@@ -1288,33 +1303,43 @@ export class ConsensusLog {
     return runNow(async () => {
       const s = this.#checkSlot("truncate", slot);
       this.#tail.assertWritable("truncate");
-      await this.#hard.update((state) =>
-        s > state.truncatedBelowSlot ? { truncatedBelowSlot: s } : undefined
-      );
-      const { index, region, epochs } = this.#slots;
-      let keepFrom = this.#tail.committedUntilAddress;
-      epochs.enter();
+      this.#truncations++;
       try {
-        index.forEach((entrySlot, word, position) => {
-          if (word !== SLOT_COMMITTED) return;
-          if (entrySlot < s) Atomics.store(index.words, position, SLOT_EMPTY);
-          else keepFrom = Math.min(keepFrom, index.addressAt(position));
-        });
+        await this.#truncate(s);
       } finally {
-        epochs.exit();
-      }
-      for (const journal of this.#journaled.values()) keepFrom = Math.min(keepFrom, journal);
-      this.#tail.truncateUntil(keepFrom);
-      // Workers learn the new begin before any segment file below it is removed.
-      this.#slots.control.publishCommit(this.#tail.beginAddress, this.#tail.committedUntilAddress);
-      await this.#tail.commit();
-      // Index leaves left empty are recycled once no thread can still be reading them.
-      const leaves = index.unlinkBelow(s);
-      if (leaves.length) {
-        await epochs.drain();
-        index.recycle(leaves, (word) => region.free(wordOffset(word)));
+        this.#truncations--;
       }
     });
+  }
+
+  /** `truncatePrefix` after its checks; counted, since it uses the index across awaits. */
+  async #truncate(s: number): Promise<void> {
+    await this.#hard.update((state) =>
+      s > state.truncatedBelowSlot ? { truncatedBelowSlot: s } : undefined
+    );
+    const { index, region, epochs } = this.#slots;
+    let keepFrom = this.#tail.committedUntilAddress;
+    epochs.enter();
+    try {
+      index.forEach((entrySlot, word, position) => {
+        if (word !== SLOT_COMMITTED) return;
+        if (entrySlot < s) Atomics.store(index.words, position, SLOT_EMPTY);
+        else keepFrom = Math.min(keepFrom, index.addressAt(position));
+      });
+    } finally {
+      epochs.exit();
+    }
+    for (const journal of this.#journaled.values()) keepFrom = Math.min(keepFrom, journal);
+    this.#tail.truncateUntil(keepFrom);
+    // Workers learn the new begin before any segment file below it is removed.
+    this.#slots.control.publishCommit(this.#tail.beginAddress, this.#tail.committedUntilAddress);
+    await this.#tail.commit();
+    // Index leaves left empty are recycled once no thread can still be reading them.
+    const leaves = index.unlinkBelow(s);
+    if (leaves.length) {
+      await epochs.drain();
+      index.recycle(leaves, (word) => region.free(wordOffset(word)));
+    }
   }
 
   // ---- lifecycle ---------------------------------------------------------------------------
@@ -1340,6 +1365,18 @@ export class ConsensusLog {
    * @returns A snapshot of the counters (walks the slot index: not for a hot path).
    */
   stats(): ConsensusLogStats {
+    return {
+      ...this.#tail.stats(),
+      indexCheckpoints: this.#indexCheckpoints,
+      ...(this.#releasedStats ?? this.#slotStats()),
+      committedUntilAddress: this.#tail.committedUntilAddress,
+      mappedBytes: this.#tail.mappedBytes,
+      recoveryReplayedBytes: this.#recoveryReplayedBytes,
+    };
+  }
+
+  /** The counts of {@linkcode ConsensusLog.stats} read from the index and the region. */
+  #slotStats(): SlotStats {
     let acceptedCount = 0;
     let committedCount = 0;
     const { index, region, epochs } = this.#slots;
@@ -1353,16 +1390,11 @@ export class ConsensusLog {
       epochs.exit();
     }
     return {
-      ...this.#tail.stats(),
-      indexCheckpoints: this.#indexCheckpoints,
       acceptedCount,
       committedCount,
       regionLiveBytes: region.liveBytes,
       regionUsedBytes: region.usedBytes,
       regionCapacityBytes: region.capacityBytes,
-      committedUntilAddress: this.#tail.committedUntilAddress,
-      mappedBytes: this.#tail.mappedBytes,
-      recoveryReplayedBytes: this.#recoveryReplayedBytes,
       indexBytes: index.sizeBytes,
     };
   }
@@ -1398,6 +1430,12 @@ export class ConsensusLog {
     this.#slots.detach();
     await this.#hard.close();
     await this.#tail.close();
+    // Nothing of this log uses its index or region from here on (a truncation still running
+    // would; Workers might, if it was shared): they can serve the next log this thread opens.
+    if (this.#handle === undefined && this.#truncations === 0) {
+      this.#releasedStats = this.#slotStats();
+      this.#slots.release();
+    }
   }
 
   /** Same as {@linkcode ConsensusLog.close}. */

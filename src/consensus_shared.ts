@@ -20,8 +20,16 @@ import type { LogEntry } from "./entry_iterator.ts";
 import { type Segment, segmentDoubles } from "./segments.ts";
 import { EPOCH_WORDS, EpochTable } from "./epoch.ts";
 import type { Ballot } from "./hard_state.ts";
-import { MutableRegion } from "./mutable_region.ts";
-import { acceptedWord, SLOT_COMMITTED, SLOT_EMPTY, SlotIndex, wordOffset } from "./slot_index.ts";
+import { MutableRegion, regionCapacityBytes as regionBytesFor } from "./mutable_region.ts";
+import { keepSharedBuffer, takeSharedBuffer } from "./shared_buffers.ts";
+import {
+  acceptedWord,
+  INDEX_SIZE_BYTES_DEFAULT,
+  SLOT_COMMITTED,
+  SLOT_EMPTY,
+  SlotIndex,
+  wordOffset,
+} from "./slot_index.ts";
 
 /** Version of {@linkcode ConsensusLogHandle}; attach refuses another. */
 export const HANDLE_VERSION = 1;
@@ -258,14 +266,42 @@ export class SharedSlots {
       expected;
   };
 
-  /** Creates the shared state (owner), or attaches to a handle's buffers (Worker). */
-  constructor(regionCapacityBytes: number, handle?: ConsensusLogHandle, indexSizeBytes?: number) {
+  /** Set by {@linkcode SharedSlots.release}: the index and region buffers serve another log. */
+  #released = false;
+
+  /**
+   * Creates the shared state (owner), from buffers a closed log left (see shared_buffers.ts) when
+   * there are, or attaches to a handle's buffers (Worker).
+   */
+  constructor(
+    regionCapacityBytes: number,
+    handle?: ConsensusLogHandle,
+    indexSizeBytes: number = INDEX_SIZE_BYTES_DEFAULT,
+  ) {
     this.epochBuffer = handle?.epochs ?? new SharedArrayBuffer(EPOCH_WORDS * 4);
     this.epochs = new EpochTable(new Int32Array(this.epochBuffer), handle === undefined);
     this.epochs.register();
-    this.index = new SlotIndex(handle?.index, indexSizeBytes);
-    this.region = new MutableRegion(regionCapacityBytes, this.epochs, handle?.region);
+    if (handle === undefined) {
+      const index = takeSharedBuffer("index", indexSizeBytes);
+      this.index = new SlotIndex(index, indexSizeBytes, true);
+      const data = takeSharedBuffer("region", regionBytesFor(regionCapacityBytes));
+      this.region = new MutableRegion(regionCapacityBytes, this.epochs, { data });
+    } else {
+      this.index = new SlotIndex(handle.index, indexSizeBytes);
+      this.region = new MutableRegion(regionCapacityBytes, this.epochs, handle.region);
+    }
     this.control = new SharedControl(handle?.control);
+  }
+
+  /**
+   * Owner, after its log closed, if it never shared these buffers: hands the index and region
+   * data to the next log this thread opens. Reads through this object find nothing from then on.
+   */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    keepSharedBuffer("index", this.index.buffer, this.index.sizeBytes);
+    keepSharedBuffer("region", this.region.buffers.data, 0);
   }
 
   /** Ends this thread's part: seals its region chunk and frees its epoch slot. */
@@ -351,6 +387,7 @@ export class SharedSlots {
     readRecord: (address: number) => Uint8Array | undefined,
     copy = true,
   ): ConsensusEntry | undefined {
+    if (this.#released) return undefined; // e.g. a generator of the closed log resumed
     const { index, region, epochs } = this;
     epochs.enter();
     try {

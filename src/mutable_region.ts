@@ -70,6 +70,12 @@ export function regionEntrySize(valueBytes: number): number {
   return (REGION_ENTRY_HEADER_BYTES + valueBytes + 7) & ~7;
 }
 
+/** The bytes a region asked for `capacityBytes` holds: whole chunks. */
+export function regionCapacityBytes(capacityBytes: number): number {
+  const chunkBytes = chunkBytesFor(capacityBytes);
+  return Math.floor(capacityBytes / chunkBytes) * chunkBytes;
+}
+
 /** Chunk size for a region of `capacityBytes`: about 1/16 of it, 8 KiB to 1 MiB. */
 function chunkBytesFor(capacityBytes: number): number {
   const target = 2 ** Math.floor(Math.log2(capacityBytes / 16));
@@ -102,8 +108,12 @@ export class MutableRegion {
   #sequence = 0;
   #sequenceEnd = 0;
 
-  /** Creates a region of about `capacityBytes`, or attaches to `buffers` of an existing one. */
-  constructor(capacityBytes: number, epochs: EpochTable, buffers?: RegionBuffers) {
+  /**
+   * Creates a region of about `capacityBytes`, or attaches to `buffers` of an existing one. A new
+   * region may be given its data buffer (of {@linkcode regionCapacityBytes}), with any bytes in
+   * it: only the control buffer must start as zeros.
+   */
+  constructor(capacityBytes: number, epochs: EpochTable, buffers?: Partial<RegionBuffers>) {
     const chunkBytes = chunkBytesFor(capacityBytes);
     this.chunkBytes = chunkBytes;
     this.chunkCount = Math.floor(capacityBytes / chunkBytes);

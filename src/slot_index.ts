@@ -93,9 +93,15 @@ export class SlotIndex {
    */
   #spare: number[] = [];
 
-  /** Creates an index of `sizeBytes`, or attaches to the `buffer` of an existing one. */
-  constructor(buffer?: SharedArrayBuffer, sizeBytes: number = INDEX_SIZE_BYTES_DEFAULT) {
-    const create = buffer === undefined;
+  /**
+   * Creates an index of `sizeBytes`, or attaches to the `buffer` of an existing one; with `create`,
+   * makes a new index in `buffer`, which must be all zeros.
+   */
+  constructor(
+    buffer?: SharedArrayBuffer,
+    sizeBytes: number = INDEX_SIZE_BYTES_DEFAULT,
+    create: boolean = buffer === undefined,
+  ) {
     this.buffer = buffer ?? new SharedArrayBuffer(sizeBytes);
     this.words = new Int32Array(this.buffer);
     this.#floats = new Float64Array(this.buffer);
