@@ -165,7 +165,6 @@ export interface ConsensusTailOptions {
   signal?: AbortSignal;
 }
 
-/** Counters and fill levels of a consensus log (counts since it was opened, levels as of now). */
 /** The part of {@linkcode ConsensusLogStats} read from the index and the region. */
 type SlotStats = Pick<
   ConsensusLogStats,
@@ -177,6 +176,7 @@ type SlotStats = Pick<
   | "indexBytes"
 >;
 
+/** Counters and fill levels of a consensus log (counts since it was opened, levels as of now). */
 export interface ConsensusLogStats {
   /** Commit cycles completed (each may serve many `commit()` calls). */
   readonly commits: number;
