@@ -114,10 +114,9 @@ export class MutableRegion {
    * it: only the control buffer must start as zeros.
    */
   constructor(capacityBytes: number, epochs: EpochTable, buffers?: Partial<RegionBuffers>) {
-    const chunkBytes = chunkBytesFor(capacityBytes);
-    this.chunkBytes = chunkBytes;
-    this.chunkCount = Math.floor(capacityBytes / chunkBytes);
-    this.capacityBytes = this.chunkCount * chunkBytes;
+    this.chunkBytes = chunkBytesFor(capacityBytes);
+    this.capacityBytes = regionCapacityBytes(capacityBytes);
+    this.chunkCount = this.capacityBytes / this.chunkBytes;
     const data = buffers?.data ?? new SharedArrayBuffer(this.capacityBytes);
     const control = buffers?.control ??
       new SharedArrayBuffer((CONTROL_FIXED_WORDS + CHUNK_STRIDE * this.chunkCount) * 4);
