@@ -274,8 +274,8 @@ export class SegmentSet {
 
   /**
    * Releases, closes and removes every segment with an index below `index` (oldest first). With
-   * spares (`zeroFillSegments`), the first file the spares take becomes the next spare instead
-   * of being removed (see `SparePreparer.recycle`).
+   * spares (`zeroFillSegments`), the files the spares take (up to two ready at once) become spares
+   * instead of being removed (see `SparePreparer.recycle`).
    */
   removeBelow(index: number): number {
     let removed = 0;
