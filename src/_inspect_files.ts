@@ -235,7 +235,10 @@ export function listSegments(
 export interface IndexCheckpointReport {
   readonly path: string;
   readonly present: boolean;
-  /** Valid for this log (recovery loads it); an invalid one is ignored and rebuilt by a scan. */
+  /**
+   * Valid for this log (recovery uses it); an invalid one is ignored, or the part of it that is
+   * damaged replaced by a scan of the log.
+   */
   readonly valid: boolean;
   readonly coveredAddress: number | undefined;
   readonly committedEntries: number;
@@ -249,17 +252,19 @@ export function readIndexCheckpointInfo(dir: string, logId: number): IndexCheckp
   const loaded = present ? readIndexCheckpoint(readOnlyDevice, dir, logId) : undefined;
   let committedEntries = 0;
   let acceptedEntries = 0;
+  // Recovery checks each chunk of committed slots as it first uses it: a damaged one makes it
+  // scan the log for the slots instead.
+  let valid = false;
   if (loaded) {
-    for (let i = 1; i < loaded.entries.length; i += 2) {
-      if (loaded.entries[i] < 0) acceptedEntries++;
-      else committedEntries++;
-    }
+    committedEntries = loaded.committed.count;
+    acceptedEntries = loaded.journal.length / 2;
+    valid = loaded.committed.verify(0, committedEntries);
     loaded.release();
   }
   return {
     path,
     present,
-    valid: loaded !== undefined,
+    valid,
     coveredAddress: loaded?.coveredAddress,
     committedEntries,
     acceptedEntries,

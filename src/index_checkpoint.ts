@@ -1,83 +1,258 @@
 /**
  * The index checkpoint: the slot index of a consensus log as of a committed address, so a reopen
- * loads it and verifies only the records written after it, instead of scanning the whole log.
+ * finds committed slots without scanning the log, and verifies only the records written after it.
  * It is an accelerator: if it is missing, stale or damaged, recovery scans from the begin address.
  *
- * File `index` (written whole: temp file, sync, rename, directory sync):
- * 64-byte header — 0 CRC-32 of bytes 4..end · 4 magic `HLIX` · 8 version · 12 log id ·
- * 16 covered address (float64) · 24 entry count (float64) — then per entry 16 bytes:
- * slot (float64) and the address of its record (float64; negative −(address+1) for a journaled
- * accept, positive for a committed entry).
+ * A reopen does not load it: the committed pairs stay in the mapped file, and the slot index
+ * takes a leaf's 64 slots from them when a slot of that leaf is first looked up (see
+ * `SlotIndex.attachBase`), so that a log of 1M slots opens to its first read without 1M stores.
+ * The pairs are therefore checked in chunks, each with its own CRC, as they are first used; only
+ * the header, the journaled accepts and the chunk directory are checked at open.
+ *
+ * File `index`, version 2 (written whole: temp file, sync, rename, directory sync):
+ * - a 64-byte header: 0 CRC-32 of header bytes 4..64, then the journal, then the directory ·
+ *   4 magic `HLIX` · 8 version · 12 log id · 16 covered address (float64) · 24 committed count
+ *   (float64) · 32 journaled count (float64) · 40 pairs per chunk (uint32) · 48 the last committed
+ *   slot (float64; −1 if none) · 56 zeros;
+ * - the committed pairs in slot order, 16 bytes each: slot, then the address of its commit record
+ *   (float64s);
+ * - the journaled accepts, 16 bytes each: slot, then −(address + 1) of its latest accept record;
+ * - the directory, 24 bytes per chunk of committed pairs: the chunk's first slot and least address
+ *   (float64s), the CRC-32 of its bytes (uint32), 0.
+ *
+ * Version 1, still read: the same header up to 24 (the count of all pairs there), one CRC-32 of
+ * bytes 4..end, then the committed pairs in slot order followed by the journaled accepts.
  *
  * @module
  */
 import { join } from "node:path";
 import { checksum } from "./checksum.ts";
-import { FORMAT_VERSION } from "./constants.ts";
 import type { Device, FileView } from "./device.ts";
 
 const MAGIC = 0x5849_4c48; // "HLIX"
+const VERSION = 2;
+const VERSION_PAIRS_ONLY = 1;
 const HEADER_BYTES = 64;
-const ENTRY_BYTES = 16;
+const PAIR_BYTES = 16;
+const DIRECTORY_ENTRY_BYTES = 24;
+/**
+ * Committed pairs per chunk (64 KiB): a first lookup checks one chunk, 5–10 µs here, where
+ * checking a whole checkpoint of 1M slots took 2.4–5.6 ms.
+ */
+export const CHUNK_PAIRS = 4096;
 
 /** The file name of the index checkpoint. */
 export const INDEX_FILE_NAME = "index";
 
-/** A loaded index checkpoint. */
-export interface IndexCheckpoint {
-  /** Every record below this address is reflected in `entries`. */
-  coveredAddress: number;
-  /** Pairs: slot, then record address (negative −(a+1) marks a journaled accept). */
-  entries: Float64Array;
-  /** Ends `entries` (a view of the mapped file, when the device maps): detached after. */
-  release(): void;
-}
-
-/** Bytes of the checkpoint's header: `entries` placed this far into their buffer are not copied. */
+/** Bytes of the checkpoint's header: committed pairs placed this far into their buffer are not copied. */
 export const INDEX_CHECKPOINT_HEADER_BYTES = HEADER_BYTES;
 
-/** Bytes the checksum of a checkpoint covers between pauses (about half a millisecond). */
+/** Bytes the checksums of a checkpoint cover between pauses (about half a millisecond). */
 const CHECKSUM_STEP_BYTES = 4 * 1024 * 1024;
 /** Bytes of a checkpoint written per call. */
 const WRITE_STEP_BYTES = 1024 * 1024;
 
 /**
- * Writes the checkpoint for `entries` (pairs as in {@linkcode IndexCheckpoint}) atomically.
- * `syncs` false (durability "none") skips the syncs. When `entries` start exactly
- * {@linkcode INDEX_CHECKPOINT_HEADER_BYTES} into an `ArrayBuffer`, the header is written into
- * those first bytes and the file from that buffer: a checkpoint of millions of slots is not
- * copied (a 24 MB copy into a fresh buffer took 18–20 ms, mostly page faults). The bytes are
- * written off the JS thread, 1 MiB per call; `pause`, if given, is awaited between 4 MiB steps of
- * the checksum.
+ * The committed pairs of a checkpoint in slot order, checked a chunk at a time as they are used:
+ * read only pairs of chunks {@linkcode CheckpointPairs.verify} accepted (the chunk directory,
+ * checked at open, is trusted throughout).
+ */
+export class CheckpointPairs {
+  /** Slot, address, slot, address, … in slot order (a view of the mapped file when it is mapped). */
+  readonly pairs: Float64Array;
+  /** How many pairs. */
+  readonly count: number;
+  /** The last pair's slot, −1 if none. */
+  readonly lastSlot: number;
+  readonly #chunkPairs: number;
+  readonly #firstSlots: Float64Array;
+  readonly #leastAddresses: Float64Array;
+  readonly #sums: Uint32Array;
+  /** Per chunk: 0 not checked yet, 1 intact, 2 damaged. */
+  readonly #checked: Uint8Array;
+  /** CRC-32 of the pairs' bytes `[offsetBytes, offsetBytes + lengthBytes)`. */
+  readonly #sum: (offsetBytes: number, lengthBytes: number) => number;
+
+  constructor(
+    pairs: Float64Array,
+    lastSlot: number,
+    chunkPairs: number,
+    directory: { firstSlots: Float64Array; leastAddresses: Float64Array; sums: Uint32Array },
+    checked: boolean,
+    sum: (offsetBytes: number, lengthBytes: number) => number,
+  ) {
+    this.pairs = pairs;
+    this.count = pairs.length / 2;
+    this.lastSlot = lastSlot;
+    this.#chunkPairs = chunkPairs;
+    this.#firstSlots = directory.firstSlots;
+    this.#leastAddresses = directory.leastAddresses;
+    this.#sums = directory.sums;
+    this.#checked = new Uint8Array(directory.firstSlots.length).fill(checked ? 1 : 0);
+    this.#sum = sum;
+  }
+
+  /** Pairs per chunk (each checked as a whole). */
+  get chunkPairs(): number {
+    return this.#chunkPairs;
+  }
+
+  /** The first slot of the pairs (−1 if none). */
+  get firstSlot(): number {
+    return this.count === 0 ? -1 : this.#firstSlots[0];
+  }
+
+  /**
+   * The index of the first pair whose slot is `slot` or more (`count` if none), checking the one
+   * chunk it searches; −1 if that chunk is damaged.
+   */
+  lowerBound(slot: number): number {
+    const firsts = this.#firstSlots;
+    // The first chunk that starts at `slot` or later: the pair sought lies in the chunk before
+    // it, or starts that chunk.
+    let low = 0;
+    let high = firsts.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (firsts[middle] < slot) low = middle + 1;
+      else high = middle;
+    }
+    if (low === 0) return 0;
+    const chunk = low - 1;
+    if (!this.#check(chunk)) return -1;
+    const pairs = this.pairs;
+    let from = chunk * this.#chunkPairs;
+    let to = Math.min(from + this.#chunkPairs, this.count);
+    while (from < to) {
+      const middle = (from + to) >>> 1;
+      if (pairs[2 * middle] < slot) from = middle + 1;
+      else to = middle;
+    }
+    return from;
+  }
+
+  /** Checks the chunks holding pairs `[from, to)`: false if one is damaged. */
+  verify(from: number, to: number): boolean {
+    if (from >= to) return true;
+    const last = Math.floor((to - 1) / this.#chunkPairs);
+    for (let chunk = Math.floor(from / this.#chunkPairs); chunk <= last; chunk++) {
+      if (!this.#check(chunk)) return false;
+    }
+    return true;
+  }
+
+  /**
+   * The least address of at least `addressMin` among the pairs from `from` on (Infinity if none),
+   * or −1 if a chunk it had to read is damaged. A whole chunk's least address is in the directory;
+   * only a chunk entered midway, or whose least address lies below `addressMin`, is read.
+   */
+  leastAddressFrom(from: number, addressMin: number): number {
+    const size = this.#chunkPairs;
+    const pairs = this.pairs;
+    let least = Infinity;
+    for (let at = from; at < this.count;) {
+      const chunk = Math.floor(at / size);
+      const end = Math.min((chunk + 1) * size, this.count);
+      if (at === chunk * size && this.#leastAddresses[chunk] >= addressMin) {
+        least = Math.min(least, this.#leastAddresses[chunk]);
+      } else {
+        if (!this.#check(chunk)) return -1;
+        for (let i = at; i < end; i++) {
+          const address = pairs[2 * i + 1];
+          if (address >= addressMin && address < least) least = address;
+        }
+      }
+      at = end;
+    }
+    return least;
+  }
+
+  #check(chunk: number): boolean {
+    const state = this.#checked[chunk];
+    if (state !== 0) return state === 1;
+    const from = chunk * this.#chunkPairs;
+    const count = Math.min(this.#chunkPairs, this.count - from);
+    const intact = this.#sum(from * PAIR_BYTES, count * PAIR_BYTES) === this.#sums[chunk];
+    this.#checked[chunk] = intact ? 1 : 2;
+    return intact;
+  }
+}
+
+/** A loaded index checkpoint. */
+export interface IndexCheckpoint {
+  /** Every record below this address is reflected in the pairs. */
+  coveredAddress: number;
+  /** The committed slots and the addresses of their commit records. */
+  committed: CheckpointPairs;
+  /** Journaled accepts: slot, then −(address + 1) of the accept record; checked at open. */
+  journal: Float64Array;
+  /** Unmaps the file when it was mapped: `committed` and `journal` must not be used after. */
+  release(): void;
+}
+
+/**
+ * Writes the checkpoint of `committed` (slot, address pairs in slot order) and `journal` (slot,
+ * −(address + 1) pairs) atomically. `syncs` false (durability "none") skips the syncs. When
+ * `committed` starts exactly {@linkcode INDEX_CHECKPOINT_HEADER_BYTES} into an `ArrayBuffer`,
+ * the header is written into those first bytes and the file from that buffer: a checkpoint of
+ * millions of slots is not copied (a 24 MB copy into a fresh buffer took 18–20 ms, mostly page
+ * faults). The bytes are written off the JS thread, 1 MiB per call; `pause`, if given, is awaited
+ * between 4 MiB steps of the checksums.
  */
 export async function writeIndexCheckpoint(
   device: Device,
   dir: string,
   logId: number,
   coveredAddress: number,
-  entries: Float64Array,
+  committed: Float64Array,
+  journal: ArrayLike<number>,
   syncs: boolean,
   pause?: () => Promise<void>,
 ): Promise<void> {
-  const count = entries.length / 2;
-  const inPlace = entries.byteOffset === HEADER_BYTES && entries.buffer instanceof ArrayBuffer;
+  const count = committed.length / 2;
+  const journaled = journal.length / 2;
+  const inPlace = committed.byteOffset === HEADER_BYTES && committed.buffer instanceof ArrayBuffer;
   const bytes = inPlace
-    ? new Uint8Array(entries.buffer, 0, HEADER_BYTES + entries.byteLength)
-    : new Uint8Array(HEADER_BYTES + count * ENTRY_BYTES);
+    ? new Uint8Array(committed.buffer, 0, HEADER_BYTES + committed.byteLength)
+    : new Uint8Array(HEADER_BYTES + count * PAIR_BYTES);
+  const pairs = inPlace ? committed : new Float64Array(bytes.buffer, HEADER_BYTES, count * 2);
+  if (!inPlace) pairs.set(committed);
+  const chunks = Math.ceil(count / CHUNK_PAIRS);
+  // What follows the pairs: the journal, then the directory.
+  const rest = new Uint8Array(journaled * PAIR_BYTES + chunks * DIRECTORY_ENTRY_BYTES);
+  new Float64Array(rest.buffer, 0, journaled * 2).set(journal);
+  const directory = new DataView(rest.buffer, journaled * PAIR_BYTES);
+  let summed = 0;
+  for (let chunk = 0; chunk < chunks; chunk++) {
+    if (summed >= CHECKSUM_STEP_BYTES) {
+      await pause?.();
+      summed = 0;
+    }
+    const from = chunk * CHUNK_PAIRS;
+    const to = Math.min(from + CHUNK_PAIRS, count);
+    let least = Infinity;
+    for (let i = from; i < to; i++) least = Math.min(least, pairs[2 * i + 1]);
+    const at = chunk * DIRECTORY_ENTRY_BYTES;
+    directory.setFloat64(at, pairs[2 * from], true);
+    directory.setFloat64(at + 8, least, true);
+    const chunkBytes = bytes.subarray(
+      HEADER_BYTES + from * PAIR_BYTES,
+      HEADER_BYTES + to * PAIR_BYTES,
+    );
+    directory.setUint32(at + 16, checksum(chunkBytes, 0), true);
+    summed += chunkBytes.length;
+  }
   const view = new DataView(bytes.buffer, 0, HEADER_BYTES);
   for (let at = 0; at < HEADER_BYTES; at += 4) view.setUint32(at, 0, true);
   view.setUint32(4, MAGIC, true);
-  view.setUint32(8, FORMAT_VERSION, true);
+  view.setUint32(8, VERSION, true);
   view.setUint32(12, logId, true);
   view.setFloat64(16, coveredAddress, true);
   view.setFloat64(24, count, true);
-  if (!inPlace) new Float64Array(bytes.buffer, HEADER_BYTES).set(entries);
-  let sum = 0;
-  for (let at = 4; at < bytes.length; at += CHECKSUM_STEP_BYTES) {
-    if (at !== 4) await pause?.();
-    sum = checksum(bytes.subarray(at, Math.min(at + CHECKSUM_STEP_BYTES, bytes.length)), sum);
-  }
-  view.setUint32(0, sum, true);
+  view.setFloat64(32, journaled, true);
+  view.setUint32(40, CHUNK_PAIRS, true);
+  view.setFloat64(48, count === 0 ? -1 : pairs[2 * (count - 1)], true);
+  view.setUint32(0, checksum(rest, checksum(bytes.subarray(4, HEADER_BYTES), 0)), true);
   const path = join(dir, INDEX_FILE_NAME);
   const tempPath = `${path}.tmp`;
   device.remove(tempPath);
@@ -88,6 +263,7 @@ export async function writeIndexCheckpoint(
     for (let at = 0; at < bytes.length; at += WRITE_STEP_BYTES) {
       await file.writeAsync(bytes.subarray(at, Math.min(at + WRITE_STEP_BYTES, bytes.length)), at);
     }
+    if (rest.length > 0) await file.writeAsync(rest, bytes.length);
     if (syncs) await file.sync("full");
   } finally {
     file.close();
@@ -97,10 +273,9 @@ export async function writeIndexCheckpoint(
 }
 
 /**
- * Reads the index checkpoint of log `logId`, or `undefined` if absent or invalid. The file is
- * mapped when the device can (release the result when done with it), else read: reading 16 MB
- * (1M slots) into a new buffer took 10–13 ms here, mostly faults on its fresh pages, and mapping
- * it 0.5–1.8 ms.
+ * Opens the index checkpoint of log `logId`, or returns `undefined` if it is absent or its header,
+ * journal or directory is invalid (its chunks of pairs are checked as they are used). The file is
+ * mapped when the device can (release the result when done with it), else read.
  */
 export function readIndexCheckpoint(
   device: Device,
@@ -113,39 +288,128 @@ export function readIndexCheckpoint(
   let mapped: FileView | undefined;
   try {
     const size = file.sizeBytes();
-    if (size < HEADER_BYTES || (size - HEADER_BYTES) % ENTRY_BYTES !== 0) return undefined;
+    if (size < HEADER_BYTES) return undefined;
     try {
       mapped = file.view(size);
     } catch {
       mapped = undefined; // the CLI's read-only device maps nothing: read the file instead
     }
-    let bytes = mapped?.bytes;
-    if (bytes === undefined) {
-      bytes = new Uint8Array(size);
-      if (file.read(bytes, 0) !== size) return undefined;
+    let read = mapped?.bytes;
+    if (read === undefined) {
+      read = new Uint8Array(size);
+      if (file.read(read, 0) !== size) return undefined;
     }
-    const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
-    if (view.getUint32(4, true) !== MAGIC || view.getUint32(8, true) !== FORMAT_VERSION) {
+    const bytes = read;
+    const sum = mapped?.checksum ??
+      ((offset: number, length: number, seed: number) =>
+        checksum(bytes.subarray(offset, offset + length), seed));
+    const header = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
+    if (header.getUint32(4, true) !== MAGIC || header.getUint32(12, true) !== logId) {
       return undefined;
     }
-    if (view.getUint32(12, true) !== logId) return undefined;
-    if (view.getFloat64(24, true) * ENTRY_BYTES !== size - HEADER_BYTES) return undefined;
-    const sum = mapped?.checksum?.(4, size - 4, 0) ?? checksum(bytes.subarray(4), 0);
-    if (view.getUint32(0, true) !== sum) return undefined;
+    const version = header.getUint32(8, true);
+    const parsed = version === VERSION
+      ? parseChunked(bytes, header, sum)
+      : version === VERSION_PAIRS_ONLY
+      ? parsePairsOnly(bytes, header, sum)
+      : undefined;
+    if (parsed === undefined) return undefined;
     const release = mapped === undefined ? () => {} : mapped.release;
-    const checkpoint = {
-      coveredAddress: view.getFloat64(16, true),
-      entries: new Float64Array(
-        bytes.buffer,
-        bytes.byteOffset + HEADER_BYTES,
-        (size - HEADER_BYTES) / Float64Array.BYTES_PER_ELEMENT,
-      ),
-      release,
-    };
     mapped = undefined; // the caller releases it
-    return checkpoint;
+    return { coveredAddress: header.getFloat64(16, true), ...parsed, release };
   } finally {
     mapped?.release();
     file.close();
   }
+}
+
+type Sum = (offsetBytes: number, lengthBytes: number, seed: number) => number;
+
+/** A count of 16-byte pairs that could fit in `bytes` (a hostile float fails). */
+function isPairCount(value: number, bytes: Uint8Array): boolean {
+  return Number.isSafeInteger(value) && value >= 0 && value * PAIR_BYTES <= bytes.length;
+}
+
+/** Version 2: checks the header, journal and directory; the chunks are checked as used. */
+function parseChunked(
+  bytes: Uint8Array,
+  header: DataView,
+  sum: Sum,
+): { committed: CheckpointPairs; journal: Float64Array } | undefined {
+  const count = header.getFloat64(24, true);
+  const journaled = header.getFloat64(32, true);
+  const chunkPairs = header.getUint32(40, true);
+  if (!isPairCount(count, bytes) || !isPairCount(journaled, bytes) || chunkPairs === 0) {
+    return undefined;
+  }
+  const chunks = Math.ceil(count / chunkPairs);
+  const journalAt = HEADER_BYTES + count * PAIR_BYTES;
+  const directoryAt = journalAt + journaled * PAIR_BYTES;
+  if (directoryAt + chunks * DIRECTORY_ENTRY_BYTES !== bytes.length) return undefined;
+  const expected = sum(journalAt, bytes.length - journalAt, sum(4, HEADER_BYTES - 4, 0));
+  if (header.getUint32(0, true) !== expected) return undefined;
+  const directory = new DataView(
+    bytes.buffer,
+    bytes.byteOffset + directoryAt,
+    chunks * DIRECTORY_ENTRY_BYTES,
+  );
+  const firstSlots = new Float64Array(chunks);
+  const leastAddresses = new Float64Array(chunks);
+  const sums = new Uint32Array(chunks);
+  for (let chunk = 0; chunk < chunks; chunk++) {
+    const at = chunk * DIRECTORY_ENTRY_BYTES;
+    firstSlots[chunk] = directory.getFloat64(at, true);
+    leastAddresses[chunk] = directory.getFloat64(at + 8, true);
+    sums[chunk] = directory.getUint32(at + 16, true);
+  }
+  const pairs = new Float64Array(bytes.buffer, bytes.byteOffset + HEADER_BYTES, count * 2);
+  return {
+    committed: new CheckpointPairs(
+      pairs,
+      header.getFloat64(48, true),
+      chunkPairs,
+      { firstSlots, leastAddresses, sums },
+      false,
+      (offset, length) => sum(HEADER_BYTES + offset, length, 0),
+    ),
+    journal: new Float64Array(bytes.buffer, bytes.byteOffset + journalAt, journaled * 2),
+  };
+}
+
+/** Version 1: one checksum of everything, checked now; the directory is computed. */
+function parsePairsOnly(
+  bytes: Uint8Array,
+  header: DataView,
+  sum: Sum,
+): { committed: CheckpointPairs; journal: Float64Array } | undefined {
+  const total = header.getFloat64(24, true);
+  if (!isPairCount(total, bytes) || HEADER_BYTES + total * PAIR_BYTES !== bytes.length) {
+    return undefined;
+  }
+  if (header.getUint32(0, true) !== sum(4, bytes.length - 4, 0)) return undefined;
+  const all = new Float64Array(bytes.buffer, bytes.byteOffset + HEADER_BYTES, total * 2);
+  // The journaled accepts (negative addresses) were written after the committed pairs.
+  let count = total;
+  while (count > 0 && all[2 * count - 1] < 0) count--;
+  const chunks = Math.ceil(count / CHUNK_PAIRS);
+  const firstSlots = new Float64Array(chunks);
+  const leastAddresses = new Float64Array(chunks).fill(Infinity);
+  for (let i = 0; i < count; i++) {
+    const chunk = Math.floor(i / CHUNK_PAIRS);
+    if (i % CHUNK_PAIRS === 0) firstSlots[chunk] = all[2 * i];
+    leastAddresses[chunk] = Math.min(leastAddresses[chunk], all[2 * i + 1]);
+  }
+  return {
+    committed: new CheckpointPairs(
+      all.subarray(0, 2 * count),
+      count === 0 ? -1 : all[2 * (count - 1)],
+      CHUNK_PAIRS,
+      { firstSlots, leastAddresses, sums: new Uint32Array(chunks) },
+      true,
+      () => {
+        throw new Error("assertion failed: a version 1 checkpoint is checked whole");
+      },
+    ),
+    journal: all.subarray(2 * count),
+  };
 }

@@ -12,6 +12,14 @@ import {
   SlotNotFoundError,
 } from "../mod.ts";
 import { entryBytes, fingerprint, seededRandom, tempDir } from "./_helpers.ts";
+import { CHUNK_PAIRS, INDEX_CHECKPOINT_HEADER_BYTES } from "../src/index_checkpoint.ts";
+
+/** How many slots of `[from, to)` are not gaps. */
+function expected(from: number, to: number, gap: (slot: number) => boolean): number {
+  let count = 0;
+  for (let slot = from; slot < to; slot++) if (!gap(slot)) count++;
+  return count;
+}
 
 const SMALL = { segmentSizeBytes: 64 * 1024, bufferSizeBytes: 8 * 1024 };
 const b = (round: number, node = 0) => ({ round, node });
@@ -523,19 +531,128 @@ describe("ConsensusLog recovery", () => {
     assert.equal(await check(path, 90_000), 0, "close wrote a checkpoint covering everything");
   });
 
-  test("a damaged index checkpoint is ignored and the log is rebuilt by a scan", async () => {
+  test("a damaged index checkpoint is ignored, or its damaged chunk replaced by a scan of the log", async () => {
     using dir = tempDir();
+    const count = 2 * CHUNK_PAIRS + 300;
     {
       await using log = await ConsensusLog.open({ dir: dir.path, ...SMALL });
-      for (let slot = 0; slot < 500; slot++) log.accept(slot, b(1), entryBytes(slot));
-      await log.commitMany(Array.from({ length: 500 }, (_, i) => i));
+      for (let slot = 0; slot < count; slot++) log.accept(slot, b(1), entryBytes(slot, 20));
+      await log.commitMany(Array.from({ length: count }, (_, i) => i));
     }
-    const bytes = fs.readFileSync(`${dir.path}/index`);
-    bytes[100] ^= 0xff;
-    fs.writeFileSync(`${dir.path}/index`, bytes);
-    await using log = await ConsensusLog.open({ dir: dir.path, ...SMALL });
-    assert.ok(log.stats().recoveryReplayedBytes > 0, "fell back to a scan");
-    assert.equal(log.stats().committedCount, 500);
-    assert.deepEqual(log.readCommitted(250)!.value, entryBytes(250));
+    const path = `${dir.path}/index`;
+    const intact = fs.readFileSync(path);
+    const damaged = (at: number) => {
+      const bytes = Buffer.from(intact);
+      bytes[at] ^= 0xff;
+      fs.writeFileSync(path, bytes);
+    };
+    // A byte of the second chunk of pairs: found when a slot of it is first looked up.
+    damaged(INDEX_CHECKPOINT_HEADER_BYTES + 16 * (CHUNK_PAIRS + 100));
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path, ...SMALL });
+      assert.deepEqual(log.readCommitted(10)!.value, entryBytes(10, 20), "the first chunk serves");
+      assert.deepEqual(
+        log.readCommitted(CHUNK_PAIRS + 100)!.value,
+        entryBytes(CHUNK_PAIRS + 100, 20),
+      );
+      const stats = log.stats();
+      assert.ok(stats.recoveryReplayedBytes > 0, "scanned the log for the damaged chunk's slots");
+      assert.equal(stats.committedCount, count);
+      for (let slot = 0; slot < count; slot += 97) {
+        assert.deepEqual(log.readCommitted(slot)!.value, entryBytes(slot, 20), `slot ${slot}`);
+      }
+      assert.throws(
+        () => log.accept(CHUNK_PAIRS + 7, b(9), new Uint8Array(1)),
+        AlreadyCommittedError,
+      );
+    }
+    // A byte of the header: the whole checkpoint is ignored at open.
+    damaged(30);
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path, ...SMALL });
+      assert.ok(log.stats().recoveryReplayedBytes > 0, "fell back to a scan");
+      assert.equal(log.stats().committedCount, count);
+      assert.deepEqual(log.readCommitted(250)!.value, entryBytes(250, 20));
+    }
+  });
+
+  test("a reopen takes committed slots from the index checkpoint as they are looked up; accepts, truncation, sharing and the next checkpoint see every one", async () => {
+    using dir = tempDir();
+    const options = { ...SMALL, segmentSizeBytes: 256 * 1024 };
+    const count = 2 * CHUNK_PAIRS + 700;
+    const gap = (slot: number) => slot % 13 === 5;
+    const value = (slot: number) => entryBytes(slot, 40 + (slot % 50));
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path, ...options });
+      // Committed out of slot order, so a high slot may lie in the first segment.
+      const order = Array.from({ length: count }, (_, i) => (i * 7919) % count).filter((s) =>
+        !gap(s)
+      );
+      for (let i = 0; i < order.length; i += 500) {
+        const batch = order.slice(i, i + 500);
+        for (const slot of batch) log.accept(slot, b(1), value(slot));
+        await log.commitMany(batch);
+      }
+    }
+    // Journaled accepts too (they are restored at open, not looked up).
+    {
+      await using log = await ConsensusLog.open({
+        dir: dir.path,
+        ...options,
+        durableAccepts: true,
+      });
+      await log.accept(count + 1, b(2), value(count + 1));
+      await log.accept(count + 2, b(2), value(count + 2));
+      log.accept(count + 3, b(2), value(0));
+      await log.commit(count + 3);
+    }
+    const truncatedBelow = Math.floor(count / 2) + 3;
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path, ...options });
+      // Slots below the truncation only: those it keeps are still in the checkpoint alone.
+      for (let slot = 0; slot < truncatedBelow; slot += 89) {
+        const read = log.read(slot);
+        if (gap(slot)) assert.equal(read, undefined, `slot ${slot} is empty`);
+        else assert.deepEqual([read?.committed, read?.value], [true, value(slot)], `slot ${slot}`);
+      }
+      assert.deepEqual(log.read(count + 1)?.committed, false, "a journaled accept is restored");
+      assert.deepEqual(log.read(count + 2)?.value, value(count + 2));
+      // A committed slot never looked up still refuses an accept; a gap takes one.
+      assert.throws(() => log.accept(1001, b(9), new Uint8Array(1)), AlreadyCommittedError);
+      assert.ok(!gap(1001));
+      log.accept(5, b(3), value(5));
+      await log.commit(5);
+      await log.truncatePrefix(truncatedBelow);
+      // Every slot goes into the shared index first: an attached log (a Worker's, here on this
+      // thread) finds slots no lookup of the owner took from the checkpoint.
+      const attached = ConsensusLog.attach(log.share());
+      try {
+        for (const slot of [truncatedBelow + 1, count - 1, count - 2]) {
+          if (gap(slot)) continue;
+          assert.deepEqual(attached.read(slot)?.value, value(slot), `attached: slot ${slot}`);
+        }
+      } finally {
+        attached.detach();
+      }
+      const listed = [...log.committed()].map((entry) => entry.slot);
+      const expected: number[] = [];
+      for (let slot = truncatedBelow; slot < count; slot++) if (!gap(slot)) expected.push(slot);
+      expected.push(count + 3);
+      assert.deepEqual(listed, expected);
+    }
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path, ...options });
+      // Truncation kept every segment holding a slot it kept, including those only in the
+      // checkpoint then; close wrote a checkpoint that covers everything.
+      for (let slot = truncatedBelow - 30; slot < count; slot++) {
+        const read = log.read(slot);
+        if (slot < truncatedBelow || gap(slot)) assert.equal(read, undefined, `slot ${slot}`);
+        else assert.deepEqual(read?.value, value(slot), `slot ${slot}`);
+      }
+      const stats = log.stats();
+      assert.equal(stats.recoveryReplayedBytes, 0);
+      assert.equal(stats.committedCount, expected(truncatedBelow, count, gap) + 1);
+      assert.equal(stats.acceptedCount, 2);
+    }
   });
 });

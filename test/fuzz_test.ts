@@ -146,7 +146,13 @@ describe("fuzzing the on-disk parsers (fast-check)", () => {
 
   test("index checkpoint files of arbitrary bytes (hostile counts included) are ignored", () => {
     fc.assert(
-      fc.property(bytes(400), fc.boolean(), fc.double(), (raw, magic, count) => {
+      fc.property(bytes(400), fc.boolean(), fc.double(), fc.double(), fc.boolean(), (
+        raw,
+        magic,
+        count,
+        journaled,
+        chunked,
+      ) => {
         const device = new MemoryDevice();
         device.makeDirectory("/log");
         const file = device.open("/log/index", { create: true });
@@ -155,9 +161,10 @@ describe("fuzzing the on-disk parsers (fast-check)", () => {
         const view = new DataView(body.buffer);
         if (magic) {
           view.setUint32(4, 0x5849_4c48, true);
-          view.setUint32(8, 1, true);
+          view.setUint32(8, chunked ? 2 : 1, true); // both versions are read
           view.setUint32(12, 5, true);
           view.setFloat64(24, count, true);
+          view.setFloat64(32, journaled, true);
         }
         file.write(body, 0);
         file.close();

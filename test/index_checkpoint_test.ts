@@ -7,7 +7,9 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
+import { checksum } from "../src/checksum.ts";
 import {
+  CHUNK_PAIRS,
   INDEX_CHECKPOINT_HEADER_BYTES,
   readIndexCheckpoint,
   writeIndexCheckpoint,
@@ -105,7 +107,13 @@ describe("index checkpoint", () => {
   });
 
   test("a checkpoint written from pairs in place or from a plain array reads back the same", async () => {
-    const pairs = [5, 100, 6, 200, 2 ** 52, 300, 7, -41];
+    // Three chunks (the last one short), and journaled accepts after them.
+    const count = 2 * CHUNK_PAIRS + 100;
+    const pairs: number[] = [];
+    for (let i = 0; i < count; i++) {
+      pairs.push(i === count - 1 ? 2 ** 52 : 3 * i, 1000 + 7 * (i ^ 5));
+    }
+    const journal = [5, -41, 2 ** 40, -99];
     const headerBytes = INDEX_CHECKPOINT_HEADER_BYTES;
     const room = new Uint8Array(headerBytes + pairs.length * 8).fill(0xff); // garbage header room
     const inPlace = new Float64Array(room.buffer, headerBytes);
@@ -116,10 +124,10 @@ describe("index checkpoint", () => {
       ["copied from a view", new Float64Array([0, 0, ...pairs]).subarray(2)],
     ];
     const files: Uint8Array[] = [];
-    for (const [name, entries] of cases) {
+    for (const [name, committed] of cases) {
       const device = new MemoryDevice();
       device.makeDirectory("/log");
-      await writeIndexCheckpoint(device, "/log", 7, 12_345, entries, true);
+      await writeIndexCheckpoint(device, "/log", 7, 12_345, committed, journal, true);
       const file = device.open("/log/index", { readOnly: true });
       const bytes = new Uint8Array(file.sizeBytes());
       file.read(bytes, 0);
@@ -129,29 +137,45 @@ describe("index checkpoint", () => {
       const read = readIndexCheckpoint(device, "/log", 7);
       assert.ok(read, `${name}: the checkpoint validates`);
       assert.equal(read.coveredAddress, 12_345);
-      assert.deepEqual([...read.entries], pairs, name);
+      assert.equal(read.committed.count, count);
+      assert.equal(read.committed.firstSlot, 0);
+      assert.equal(read.committed.lastSlot, 2 ** 52);
+      assert.ok(read.committed.verify(0, count), `${name}: every chunk is intact`);
+      assert.deepEqual([...read.committed.pairs], pairs, name);
+      assert.deepEqual([...read.journal], journal, name);
       assert.equal(readIndexCheckpoint(device, "/log", 8), undefined, "another log's id fails");
     }
-    assert.deepEqual(
-      files[0].subarray(32, headerBytes),
-      new Uint8Array(32),
-      "reserved bytes are 0",
-    );
+    assert.deepEqual(files[0].subarray(56, headerBytes), new Uint8Array(8), "reserved bytes are 0");
+    // An empty checkpoint is valid too.
+    const device = new MemoryDevice();
+    device.makeDirectory("/log");
+    await writeIndexCheckpoint(device, "/log", 7, 64, new Float64Array(0), [], false);
+    const empty = readIndexCheckpoint(device, "/log", 7);
+    assert.ok(empty);
+    assert.equal(empty.committed.count, 0);
+    assert.equal(empty.committed.lastSlot, -1);
+    assert.equal(empty.journal.length, 0);
   });
 
   test("on the file system the checkpoint is read through a mapping, released after; a device that maps nothing reads it", async () => {
     using dir = tempDir("hybridlog-index-");
-    const pairs = new Float64Array(3000);
-    for (let i = 0; i < pairs.length; i += 2) {
-      [pairs[i], pairs[i + 1]] = [i * 3, i % 10 ? i * 64 : -i];
+    const committed = new Float64Array(3000);
+    for (let i = 0; i < committed.length; i += 2) {
+      [committed[i], committed[i + 1]] = [i * 3, i * 64];
     }
-    await writeIndexCheckpoint(fsDevice, dir.path, 9, 777, pairs, true);
+    const journal = [1, -5, 7, -9];
+    await writeIndexCheckpoint(fsDevice, dir.path, 9, 777, committed, journal, true);
     const mapped = readIndexCheckpoint(fsDevice, dir.path, 9);
     assert.ok(mapped);
     assert.equal(mapped.coveredAddress, 777);
-    assert.deepEqual(mapped.entries, pairs);
+    assert.deepEqual(mapped.committed.pairs, committed);
+    assert.deepEqual([...mapped.journal], journal);
     mapped.release();
-    assert.equal(mapped.entries.length, 0, "released: the view over the unmapped file is detached");
+    assert.equal(
+      mapped.committed.pairs.length,
+      0,
+      "released: the view over the unmapped file is detached",
+    );
     class NoMapping extends WrappingDevice {
       protected override wrapFile(file: DeviceFile): DeviceFile {
         return forwardingFile(file, {
@@ -163,24 +187,139 @@ describe("index checkpoint", () => {
     }
     const read = readIndexCheckpoint(new NoMapping("no-mapping", fsDevice), dir.path, 9);
     assert.ok(read);
-    assert.deepEqual(read.entries, pairs);
+    assert.deepEqual(read.committed.pairs, committed);
+    assert.ok(read.committed.verify(0, read.committed.count));
     read.release();
-    assert.deepEqual(read.entries, pairs, "a copy: release leaves it alone");
-    // A damaged byte fails the checksum either way.
+    assert.deepEqual(read.committed.pairs, committed, "a copy: release leaves it alone");
+    // A damaged byte of a chunk fails that chunk either way; of the journal, the whole file.
     const path = `${dir.path}/index`;
-    const bytes = fs.readFileSync(path);
-    bytes[100] ^= 1;
-    fs.writeFileSync(path, bytes);
-    assert.equal(readIndexCheckpoint(fsDevice, dir.path, 9), undefined);
-    assert.equal(
-      readIndexCheckpoint(new NoMapping("no-mapping", fsDevice), dir.path, 9),
-      undefined,
-    );
+    for (const [at, whole] of [[100, false], [64 + 16 * 1500 + 3, true]] as const) {
+      const bytes = fs.readFileSync(path);
+      bytes[at] ^= 1;
+      fs.writeFileSync(path, bytes);
+      for (const device of [fsDevice, new NoMapping("no-mapping", fsDevice)]) {
+        const damaged = readIndexCheckpoint(device, dir.path, 9);
+        if (whole) assert.equal(damaged, undefined, `byte ${at}`);
+        else {
+          assert.ok(damaged, `byte ${at}: only its chunk is damaged`);
+          assert.equal(damaged.committed.verify(0, damaged.committed.count), false);
+          damaged.release();
+        }
+      }
+      bytes[at] ^= 1;
+      fs.writeFileSync(path, bytes);
+    }
   });
 
-  test("loadCommitted gives the index setCommitted would, for pairs in or out of slot order", () => {
-    // Dense runs, leaf boundaries, sparse and huge slots, a journaled accept (negative address)
-    // and pairs below the minimums, which are skipped.
+  test("a damaged chunk fails only the lookups that read it; a damaged directory or header fails the file", async () => {
+    const count = 3 * CHUNK_PAIRS;
+    const committed = new Float64Array(2 * count);
+    for (let i = 0; i < count; i++) [committed[2 * i], committed[2 * i + 1]] = [2 * i, 10 * i];
+    const device = new MemoryDevice();
+    device.makeDirectory("/log");
+    await writeIndexCheckpoint(device, "/log", 3, 99, committed, [], true);
+    const original = readWhole(device, "/log/index");
+    const damage = (at: number) => {
+      const bytes = original.slice();
+      bytes[at] ^= 0x10;
+      writeWhole(device, "/log/index", bytes);
+      return readIndexCheckpoint(device, "/log", 3);
+    };
+    // A byte of the second chunk's pairs.
+    const read = damage(INDEX_CHECKPOINT_HEADER_BYTES + 16 * (CHUNK_PAIRS + 10) + 2);
+    assert.ok(read, "the header and directory are intact");
+    const pairs = read.committed;
+    assert.equal(pairs.lowerBound(2 * 17), 17, "the first chunk serves");
+    assert.equal(
+      pairs.lowerBound(2 * (2 * CHUNK_PAIRS + 5)),
+      2 * CHUNK_PAIRS + 5,
+      "so does the third",
+    );
+    assert.ok(pairs.verify(0, CHUNK_PAIRS) && pairs.verify(2 * CHUNK_PAIRS, count));
+    assert.equal(pairs.lowerBound(2 * (CHUNK_PAIRS + 1)), -1, "a search in the second fails");
+    assert.equal(pairs.verify(CHUNK_PAIRS - 1, CHUNK_PAIRS + 1), false);
+    assert.equal(pairs.leastAddressFrom(CHUNK_PAIRS + 3, 0), -1, "reading it fails");
+    // Whole chunks after `from` are answered by the directory: no read of the damaged one.
+    assert.equal(pairs.leastAddressFrom(2 * CHUNK_PAIRS, 0), 10 * 2 * CHUNK_PAIRS);
+    // The header, the directory and the CRC itself are checked at open.
+    const directoryAt = INDEX_CHECKPOINT_HEADER_BYTES + 16 * count;
+    for (const at of [0, 20, 40, 50, directoryAt, directoryAt + 24 + 16, original.length - 5]) {
+      assert.equal(damage(at), undefined, `byte ${at}`);
+    }
+  });
+
+  test("leastAddressFrom gives the least address at or over the minimum from a pair on", async () => {
+    const count = 2 * CHUNK_PAIRS + 333;
+    const committed = new Float64Array(2 * count);
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let i = 0; i < count; i++) {
+      committed[2 * i] = i;
+      committed[2 * i + 1] = Math.floor(random() * 1e6);
+    }
+    const device = new MemoryDevice();
+    device.makeDirectory("/log");
+    await writeIndexCheckpoint(device, "/log", 3, 1e6, committed, [], true);
+    const pairs = readIndexCheckpoint(device, "/log", 3)!.committed;
+    for (
+      const from of [
+        0,
+        1,
+        CHUNK_PAIRS - 1,
+        CHUNK_PAIRS,
+        CHUNK_PAIRS + 9,
+        2 * CHUNK_PAIRS,
+        count - 1,
+        count,
+      ]
+    ) {
+      for (const addressMin of [0, 1000, 500_000, 999_999, 2e6]) {
+        let least = Infinity;
+        for (let i = from; i < count; i++) {
+          const address = committed[2 * i + 1];
+          if (address >= addressMin && address < least) least = address;
+        }
+        assert.equal(
+          pairs.leastAddressFrom(from, addressMin),
+          least,
+          `from ${from}, over ${addressMin}`,
+        );
+      }
+    }
+  });
+
+  test("a checkpoint of version 1 (one checksum, pairs then journal) is still read", () => {
+    const committed = [1, 640, 2, 700, 64, 800, 5000, 900];
+    const journal = [3, -11, 4, -13];
+    const all = new Float64Array([...committed, ...journal]);
+    const bytes = new Uint8Array(INDEX_CHECKPOINT_HEADER_BYTES + all.byteLength);
+    bytes.set(new Uint8Array(all.buffer), INDEX_CHECKPOINT_HEADER_BYTES);
+    const view = new DataView(bytes.buffer);
+    view.setUint32(4, 0x5849_4c48, true);
+    view.setUint32(8, 1, true);
+    view.setUint32(12, 6, true);
+    view.setFloat64(16, 5555, true);
+    view.setFloat64(24, all.length / 2, true);
+    view.setUint32(0, checksum(bytes.subarray(4), 0), true);
+    const device = new MemoryDevice();
+    device.makeDirectory("/log");
+    writeWhole(device, "/log/index", bytes);
+    const read = readIndexCheckpoint(device, "/log", 6);
+    assert.ok(read);
+    assert.equal(read.coveredAddress, 5555);
+    assert.deepEqual([...read.committed.pairs], committed);
+    assert.deepEqual([...read.journal], journal);
+    assert.equal(read.committed.lastSlot, 5000);
+    assert.equal(read.committed.lowerBound(3), 2);
+    assert.equal(read.committed.leastAddressFrom(1, 650), 700);
+    bytes[80] ^= 1;
+    writeWhole(device, "/log/index", bytes);
+    assert.equal(readIndexCheckpoint(device, "/log", 6), undefined, "its checksum still counts");
+  });
+
+  test("an attached base gives the index setCommitted would, each leaf taken as first looked up", async () => {
+    // Dense runs, leaf boundaries, sparse and huge slots, more than one chunk, and pairs below
+    // the minimums, which are skipped.
     const slots = [
       0,
       1,
@@ -197,44 +336,98 @@ describe("index checkpoint", () => {
       2 ** 40,
       2 ** 52 + 3,
     ];
-    for (let slot = 1000; slot < 1300; slot++) slots.push(slot);
-    const pairs: number[] = [];
-    for (const [i, slot] of slots.entries()) {
-      pairs.push(slot, i % 17 === 5 ? -(i + 1) : 100 + i * 10);
-    }
+    for (let slot = 100_000; slot < 100_000 + CHUNK_PAIRS + 500; slot++) slots.push(slot);
+    for (let leaf = 0; leaf < PAIRS_STEP_LEAVES + 10; leaf++) slots.push(200_000 + 64 * leaf + 5);
+    slots.sort((a, b) => a - b);
+    const committed = new Float64Array(2 * slots.length);
+    slots.forEach((slot, i) => [committed[2 * i], committed[2 * i + 1]] = [slot, 100 + i * 10]);
     const slotMin = 2;
     const addressMin = 130;
-    const expected = new SlotIndex(undefined, 1024 * 1024);
-    for (let i = 0; i < pairs.length; i += 2) {
-      if (pairs[i] >= slotMin && pairs[i + 1] >= addressMin) {
-        expected.setCommitted(pairs[i], pairs[i + 1]);
+    const expected = new SlotIndex(undefined, 4 * 1024 * 1024);
+    for (let i = 0; i < committed.length; i += 2) {
+      if (committed[i] >= slotMin && committed[i + 1] >= addressMin) {
+        expected.setCommitted(committed[i], committed[i + 1]);
       }
     }
-    const want = expectedPairs(expected, Infinity);
-    assert.ok(want.length > 2 * 250, `${want.length / 2} slots`);
-    // In slot order, reversed, and shuffled by a fixed permutation.
-    const order = [...Array(slots.length).keys()];
-    const orders = [order, [...order].reverse(), order.map((_, i) => (i * 37) % slots.length)];
-    for (const permutation of orders) {
-      const shuffled = new Float64Array(pairs.length);
-      permutation.forEach((from, to) => {
-        shuffled[2 * to] = pairs[2 * from];
-        shuffled[2 * to + 1] = pairs[2 * from + 1];
-      });
-      const index = new SlotIndex(undefined, 1024 * 1024);
-      const accepted: number[] = [];
-      const negatives: number[] = [];
-      index.loadCommitted(shuffled, slotMin, addressMin, (word) => accepted.push(word), negatives);
-      assert.deepEqual(expectedPairs(index, Infinity), want);
-      assert.deepEqual(accepted, []);
-      // Every journaled accept's position, and nothing else.
-      const journaled = (list: ArrayLike<number>, at: number[]) =>
-        at.map((i) => `${list[i]}:${list[i + 1]}`).sort();
-      const allAt = [...Array(pairs.length / 2).keys()].map((k) => 2 * k);
-      assert.deepEqual(
-        journaled(shuffled, negatives),
-        journaled(pairs, allAt.filter((i) => pairs[i + 1] < 0)),
-      );
+    const device = new MemoryDevice();
+    device.makeDirectory("/log");
+    await writeIndexCheckpoint(device, "/log", 3, 1e9, committed, [], true);
+    const attach = (damaged: () => void = () => assert.fail("no chunk is damaged")) => {
+      const index = new SlotIndex(undefined, 4 * 1024 * 1024);
+      const pairs = readIndexCheckpoint(device, "/log", 3)!.committed;
+      index.attachBase({ pairs, slotMin: () => slotMin, addressMin, damaged });
+      return index;
+    };
+    const index = attach();
+    const empty = index.sizeBytes;
+    // One lookup takes one leaf (and the inner nodes above it), not the others.
+    assert.equal(index.wordOf(100_010), SLOT_COMMITTED);
+    assert.equal(
+      index.addressAt(index.position(100_010, false)),
+      expected.addressAt(expected.position(100_010, false)),
+    );
+    const oneLeaf = index.sizeBytes - empty;
+    assert.ok(oneLeaf < 16 * 1024, `${oneLeaf} bytes after one lookup`);
+    const leafFirst = 100_010 - (100_010 % LEAF_SLOTS);
+    assert.deepEqual(
+      expectedPairs(index, Infinity),
+      expectedPairs(expected, Infinity).filter((_, i, all) => {
+        const slot = all[i - (i % 2)];
+        return slot >= leafFirst && slot < leafFirst + LEAF_SLOTS;
+      }),
+      "the walk sees only that leaf",
+    );
+    // Slots below the minimums, or absent, read empty and make no leaf.
+    for (const slot of [0, 1, 3, 66, 200, 5000]) {
+      assert.equal(index.wordOf(slot), SLOT_EMPTY, `${slot}`);
     }
+    assert.equal(index.position(5000, false), -1);
+    // A new slot's leaf (create) is made even with no pair in it.
+    assert.ok(index.position(5001, true) >= 0);
+    // Every slot, in a shuffled order, reads as in the index built slot by slot.
+    const order = slots.map((_, i) => slots[(i * 7919) % slots.length]);
+    for (const slot of order) {
+      assert.equal(index.wordOf(slot), expected.wordOf(slot), `slot ${slot}`);
+    }
+    assert.deepEqual(expectedPairs(index, Infinity), expectedPairs(expected, Infinity));
+    // loadBaseInSteps takes the leaves no lookup reached, pausing every PAIRS_STEP_LEAVES.
+    const loaded = attach();
+    loaded.wordOf(130);
+    const steps = loaded.loadBaseInSteps();
+    let pauses = 0;
+    while (!steps.next().done) pauses++;
+    assert.ok(pauses >= 1, `${pauses} pauses`);
+    assert.deepEqual(expectedPairs(loaded, Infinity), expectedPairs(expected, Infinity));
+    // A damaged chunk calls `damaged` on the lookup that needs it; after it detaches the base,
+    // the lookup goes on in the index alone.
+    const bytes = readWhole(device, "/log/index");
+    bytes[INDEX_CHECKPOINT_HEADER_BYTES + 16 * (CHUNK_PAIRS + 20)] ^= 4;
+    writeWhole(device, "/log/index", bytes);
+    let calls = 0;
+    const damagedIndex: SlotIndex = attach(() => {
+      calls++;
+      damagedIndex.detachBase();
+      damagedIndex.setCommitted(slots[CHUNK_PAIRS + 20], 1);
+    });
+    assert.equal(damagedIndex.wordOf(64), SLOT_COMMITTED, "an intact chunk serves");
+    assert.equal(calls, 0);
+    assert.equal(damagedIndex.wordOf(slots[CHUNK_PAIRS + 20]), SLOT_COMMITTED);
+    assert.equal(calls, 1);
+    assert.equal(damagedIndex.base, undefined);
   });
 });
+
+function readWhole(device: MemoryDevice, path: string): Uint8Array {
+  const file = device.open(path, { readOnly: true });
+  const bytes = new Uint8Array(file.sizeBytes());
+  file.read(bytes, 0);
+  file.close();
+  return bytes;
+}
+
+function writeWhole(device: MemoryDevice, path: string, bytes: Uint8Array): void {
+  if (device.exists(path)) device.remove(path);
+  const file = device.open(path, { create: true });
+  file.write(bytes, 0);
+  file.close();
+}
