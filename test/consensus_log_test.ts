@@ -13,6 +13,7 @@ import {
 } from "../mod.ts";
 import { entryBytes, fingerprint, seededRandom, tempDir } from "./_helpers.ts";
 import { CHUNK_PAIRS, INDEX_CHECKPOINT_HEADER_BYTES } from "../src/index_checkpoint.ts";
+import { checksum } from "../src/checksum.ts";
 
 /** How many slots of `[from, to)` are not gaps. */
 function expected(from: number, to: number, gap: (slot: number) => boolean): number {
@@ -574,6 +575,42 @@ describe("ConsensusLog recovery", () => {
       assert.equal(log.stats().committedCount, count);
       assert.deepEqual(log.readCommitted(250)!.value, entryBytes(250, 20));
     }
+  });
+
+  test("an index checkpoint of the earlier format (version 1) is still used at reopen", async () => {
+    using dir = tempDir();
+    const count = CHUNK_PAIRS + 50;
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path, ...SMALL, durableAccepts: true });
+      for (let slot = 0; slot < count; slot++) void log.accept(slot, b(1), entryBytes(slot, 30));
+      await log.commitMany(Array.from({ length: count - 2 }, (_, i) => i));
+    }
+    // The same checkpoint as version 1 wrote it: pairs then journal, one CRC over bytes 4..end.
+    const path = `${dir.path}/index`;
+    const v2 = fs.readFileSync(path);
+    const header = new DataView(v2.buffer, v2.byteOffset, INDEX_CHECKPOINT_HEADER_BYTES);
+    const committed = header.getFloat64(24, true);
+    const journaled = header.getFloat64(32, true);
+    assert.deepEqual([committed, journaled], [count - 2, 2]);
+    const pairsBytes = 16 * (committed + journaled);
+    const v1 = new Uint8Array(INDEX_CHECKPOINT_HEADER_BYTES + pairsBytes);
+    v1.set(v2.subarray(0, 24));
+    v1.set(
+      v2.subarray(INDEX_CHECKPOINT_HEADER_BYTES, INDEX_CHECKPOINT_HEADER_BYTES + pairsBytes),
+      64,
+    );
+    const view = new DataView(v1.buffer);
+    view.setUint32(8, 1, true);
+    view.setFloat64(24, committed + journaled, true);
+    view.setUint32(0, checksum(v1.subarray(4), 0), true);
+    fs.writeFileSync(path, v1);
+    await using log = await ConsensusLog.open({ dir: dir.path, ...SMALL, durableAccepts: true });
+    assert.deepEqual(log.readCommitted(count - 3)!.value, entryBytes(count - 3, 30));
+    assert.deepEqual(log.read(count - 1)?.committed, false, "a journaled accept is restored");
+    const stats = log.stats();
+    assert.equal(stats.recoveryReplayedBytes, 0, "nothing scanned: the checkpoint was used");
+    assert.equal(stats.committedCount, count - 2);
+    assert.equal(stats.acceptedCount, 2);
   });
 
   test("a reopen takes committed slots from the index checkpoint as they are looked up; accepts, truncation, sharing and the next checkpoint see every one", async () => {
