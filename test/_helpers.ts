@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { createHash } from "node:crypto";
 import assert from "node:assert/strict";
 import { AppendLog, type AppendLogOptions, ConsensusLog, InvalidArgumentError } from "../mod.ts";
+import type { Device } from "../src/device.ts";
 
 /** A fresh temporary directory; removed by the returned cleanup. */
 export function tempDir(prefix = "hybridlog-test-"): { path: string; [Symbol.dispose](): void } {
@@ -178,4 +179,16 @@ export async function assertBooleanOptionRefused(option: string): Promise<void> 
     );
   }
   assert.equal(fs.existsSync(path), false);
+}
+
+/** The whole content of the file at `path` on `device`. */
+export function fileBytes(device: Device, path: string): Uint8Array {
+  const file = device.open(path, { readOnly: true });
+  try {
+    const bytes = new Uint8Array(file.sizeBytes());
+    file.read(bytes, 0);
+    return bytes;
+  } finally {
+    file.close();
+  }
 }

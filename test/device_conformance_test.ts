@@ -11,7 +11,7 @@ import { IoError, LockedError } from "../src/errors.ts";
 import { FaultyDevice } from "../src/faulty_device.ts";
 import { fsDevice } from "../src/fs_device.ts";
 import { MEMORY_PAGE_BYTES, MemoryDevice } from "../src/memory_device.ts";
-import { entryBytes, tempDir } from "./_helpers.ts";
+import { entryBytes, fileBytes, tempDir } from "./_helpers.ts";
 
 interface Subject extends Disposable {
   device: Device;
@@ -308,14 +308,6 @@ function syncedFile(pages: number, fill = 1) {
   return { device, file };
 }
 
-function contents(device: Device, path: string): Uint8Array {
-  const file = device.open(path, { readOnly: true });
-  const bytes = new Uint8Array(file.sizeBytes());
-  file.read(bytes, 0);
-  file.close();
-  return bytes;
-}
-
 describe("fs device", () => {
   /** Descriptors open in this process (/proc/self/fd needs Deno's --allow-all; fstat does not). */
   const openDescriptors = () => {
@@ -360,12 +352,12 @@ describe("MemoryDevice power loss", () => {
     file.write(new Uint8Array(10).fill(3), 2 * PAGE);
     assert.equal(device.stats().unsyncedPages, 2);
     const after = device.powerLoss({ mode: "drop" });
-    assert.deepEqual(contents(after, "/d/f"), new Uint8Array(2 * PAGE).fill(1));
+    assert.deepEqual(fileBytes(after, "/d/f"), new Uint8Array(2 * PAGE).fill(1));
     assert.equal(after.stats().unsyncedPages, 0);
     // The original is untouched: its page cache still holds the writes.
-    assert.equal(contents(device, "/d/f")[PAGE], 2);
+    assert.equal(fileBytes(device, "/d/f")[PAGE], 2);
     file.syncNow("full");
-    const synced = contents(device.powerLoss({ mode: "drop" }), "/d/f");
+    const synced = fileBytes(device.powerLoss({ mode: "drop" }), "/d/f");
     assert.equal(synced.length, 2 * PAGE + 10);
     assert.equal(synced[PAGE], 2);
     assert.equal(synced[2 * PAGE], 3);
@@ -374,12 +366,12 @@ describe("MemoryDevice power loss", () => {
   test("a sync makes the size durable: unsynced allocate and truncate are undone", () => {
     const { device, file } = syncedFile(2);
     file.allocate(0, 8 * PAGE);
-    assert.equal(contents(device.powerLoss({ mode: "drop" }), "/d/f").length, 2 * PAGE);
+    assert.equal(fileBytes(device.powerLoss({ mode: "drop" }), "/d/f").length, 2 * PAGE);
     file.truncate(10);
-    const after = contents(device.powerLoss({ mode: "drop" }), "/d/f");
+    const after = fileBytes(device.powerLoss({ mode: "drop" }), "/d/f");
     assert.deepEqual(after, new Uint8Array(2 * PAGE).fill(1), "the cut bytes come back");
     file.syncNow("data");
-    assert.equal(contents(device.powerLoss({ mode: "drop" }), "/d/f").length, 10);
+    assert.equal(fileBytes(device.powerLoss({ mode: "drop" }), "/d/f").length, 10);
   });
 
   test("an async sync is durable only once it resolves", async () => {
@@ -387,9 +379,9 @@ describe("MemoryDevice power loss", () => {
     file.write(new Uint8Array(4).fill(9), 0);
     const pending = file.sync("data");
     assert.equal(device.stats().pendingSyncs, 1);
-    assert.equal(contents(device.powerLoss({ mode: "drop" }), "/d/f")[0], 1, "in flight: lost");
+    assert.equal(fileBytes(device.powerLoss({ mode: "drop" }), "/d/f")[0], 1, "in flight: lost");
     await pending;
-    assert.equal(contents(device.powerLoss({ mode: "drop" }), "/d/f")[0], 9, "resolved: kept");
+    assert.equal(fileBytes(device.powerLoss({ mode: "drop" }), "/d/f")[0], 9, "resolved: kept");
   });
 
   test("a sync makes durable what was written before it was called, not after", async () => {
@@ -398,7 +390,7 @@ describe("MemoryDevice power loss", () => {
     const pending = file.sync("data");
     file.write(new Uint8Array([6]), 1);
     await pending;
-    const after = contents(device.powerLoss({ mode: "drop" }), "/d/f");
+    const after = fileBytes(device.powerLoss({ mode: "drop" }), "/d/f");
     assert.deepEqual([after[0], after[1]], [5, 1]);
     assert.equal(device.stats().unsyncedPages, 1, "the later write is still unsynced");
   });
@@ -410,7 +402,7 @@ describe("MemoryDevice power loss", () => {
     file.syncNow("full");
     assert.equal(device.powerLoss({ mode: "drop" }).exists("/d/new"), false);
     device.syncDirectoryNow("/d");
-    assert.equal(contents(device.powerLoss({ mode: "drop" }), "/d/new").length, 10);
+    assert.equal(fileBytes(device.powerLoss({ mode: "drop" }), "/d/new").length, 10);
   });
 
   test("an unsynced rename reverts; an unsynced remove is undone", () => {
@@ -418,12 +410,12 @@ describe("MemoryDevice power loss", () => {
     device.rename("/d/f", "/d/g");
     let after = device.powerLoss({ mode: "drop" });
     assert.deepEqual(after.list("/d"), ["f"]);
-    assert.equal(contents(after, "/d/f")[0], 1);
+    assert.equal(fileBytes(after, "/d/f")[0], 1);
     device.syncDirectoryNow("/d");
     device.remove("/d/g");
     after = device.powerLoss({ mode: "drop" });
     assert.deepEqual(after.list("/d"), ["g"]);
-    assert.equal(contents(after, "/d/g")[0], 1);
+    assert.equal(fileBytes(after, "/d/g")[0], 1);
   });
 
   test("a new directory is durable only once its parent directory is synced", () => {
@@ -440,7 +432,7 @@ describe("MemoryDevice power loss", () => {
     const { device, file } = syncedFile(64);
     for (let page = 0; page < 64; page++) file.write(new Uint8Array(PAGE).fill(2), page * PAGE);
     const kept = (seed: number) => {
-      const bytes = contents(device.powerLoss({ mode: "random-pages", seed }), "/d/f");
+      const bytes = fileBytes(device.powerLoss({ mode: "random-pages", seed }), "/d/f");
       return Array.from({ length: 64 }, (_, page) => bytes[page * PAGE]);
     };
     const first = kept(7);
@@ -456,7 +448,7 @@ describe("MemoryDevice power loss", () => {
       mode: "random-pages",
       persistPage: (path, page) => path === "/d/f" && page % 2 === 0,
     });
-    const bytes = contents(chosen, "/d/f");
+    const bytes = fileBytes(chosen, "/d/f");
     assert.deepEqual([bytes[0], bytes[PAGE], bytes[2 * PAGE]], [2, 1, 2], "persistPage decides");
   });
 
@@ -465,7 +457,7 @@ describe("MemoryDevice power loss", () => {
     file.write(new Uint8Array(PAGE).fill(2), PAGE);
     file.write(new Uint8Array(PAGE).fill(3), 2 * PAGE);
     for (let seed = 0; seed < 8; seed++) {
-      const bytes = contents(device.powerLoss({ mode: "torn-sector", seed }), "/d/f");
+      const bytes = fileBytes(device.powerLoss({ mode: "torn-sector", seed }), "/d/f");
       assert.ok(bytes.subarray(PAGE, 2 * PAGE).every((b) => b === 1), "earlier page dropped");
       const page = bytes.subarray(2 * PAGE, 3 * PAGE);
       const torn = page.findIndex((b) => b === 1);
@@ -481,14 +473,14 @@ describe("MemoryDevice power loss", () => {
     file.write(new Uint8Array([8]), 0);
     device.open("/d/new", { create: true }).close();
     const restarted = device.crash();
-    assert.equal(contents(restarted, "/d/f")[0], 8);
+    assert.equal(fileBytes(restarted, "/d/f")[0], 8);
     assert.equal(restarted.exists("/d/new"), true);
     restarted.lock("/d").release();
     assert.throws(() => device.lock("/d"), LockedError, "the old device still holds its lock");
     file.write(new Uint8Array([9]), 0);
-    assert.equal(contents(restarted, "/d/f")[0], 8, "independent of the old device");
+    assert.equal(fileBytes(restarted, "/d/f")[0], 8, "independent of the old device");
     const after = restarted.powerLoss({ mode: "drop" });
-    assert.equal(contents(after, "/d/f")[0], 1);
+    assert.equal(fileBytes(after, "/d/f")[0], 1);
     assert.equal(after.exists("/d/new"), false);
   });
 

@@ -18,7 +18,7 @@ import type { DeviceFile } from "../src/device.ts";
 import { MemoryDevice } from "../src/memory_device.ts";
 import { fsDevice } from "../src/fs_device.ts";
 import { IoError } from "../src/errors.ts";
-import { tempDir } from "./_helpers.ts";
+import { fileBytes, tempDir } from "./_helpers.ts";
 import { forwardingFile, WrappingDevice } from "./_wrapping_device.ts";
 import {
   acceptedWord,
@@ -128,11 +128,7 @@ describe("index checkpoint", () => {
       const device = new MemoryDevice();
       device.makeDirectory("/log");
       await writeIndexCheckpoint(device, "/log", 7, 12_345, committed, journal, true);
-      const file = device.open("/log/index", { readOnly: true });
-      const bytes = new Uint8Array(file.sizeBytes());
-      file.read(bytes, 0);
-      file.close();
-      files.push(bytes);
+      files.push(fileBytes(device, "/log/index"));
       assert.deepEqual(files[files.length - 1], files[0], `${name}: the same bytes as in place`);
       const read = readIndexCheckpoint(device, "/log", 7);
       assert.ok(read, `${name}: the checkpoint validates`);
@@ -218,7 +214,7 @@ describe("index checkpoint", () => {
     const device = new MemoryDevice();
     device.makeDirectory("/log");
     await writeIndexCheckpoint(device, "/log", 3, 99, committed, [], true);
-    const original = readWhole(device, "/log/index");
+    const original = fileBytes(device, "/log/index");
     const damage = (at: number) => {
       const bytes = original.slice();
       bytes[at] ^= 0x10;
@@ -400,7 +396,7 @@ describe("index checkpoint", () => {
     assert.deepEqual(expectedPairs(loaded, Infinity), expectedPairs(expected, Infinity));
     // A damaged chunk calls `damaged` on the lookup that needs it; after it detaches the base,
     // the lookup goes on in the index alone.
-    const bytes = readWhole(device, "/log/index");
+    const bytes = fileBytes(device, "/log/index");
     bytes[INDEX_CHECKPOINT_HEADER_BYTES + 16 * (CHUNK_PAIRS + 20)] ^= 4;
     writeWhole(device, "/log/index", bytes);
     let calls = 0;
@@ -416,14 +412,6 @@ describe("index checkpoint", () => {
     assert.equal(damagedIndex.base, undefined);
   });
 });
-
-function readWhole(device: MemoryDevice, path: string): Uint8Array {
-  const file = device.open(path, { readOnly: true });
-  const bytes = new Uint8Array(file.sizeBytes());
-  file.read(bytes, 0);
-  file.close();
-  return bytes;
-}
 
 function writeWhole(device: MemoryDevice, path: string, bytes: Uint8Array): void {
   if (device.exists(path)) device.remove(path);
