@@ -12,6 +12,10 @@
  * | scan of 100k entries (per entry)       | `scan()`                           | the store's own iteration               |
  * | reopen of 1M entries + first read      | open + `read` + close              | open + get + close                      |
  *
+ * Two variants of hybridlog run the workloads that concern them: the AppendLog tuned for one
+ * committing writer (`zeroFillSegments`, `inlineSync`), and the ConsensusLog (accept + commit,
+ * 100 accepts + `commitMany`, reopen of 1M committed slots + `readCommitted`).
+ *
  * Peers, each run only in the runtime that has it (a peer that cannot run says why):
  * - SQLite: `bun:sqlite` in Bun, `node:sqlite` (`DatabaseSync`) in Deno, where it is Deno's
  *   SQLite; one implementation, the same in both: WAL, `(id INTEGER PRIMARY KEY, v BLOB)`,
@@ -45,6 +49,7 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { bench, do_not_optimize, group, summary } from "mitata";
 import { AppendLog } from "../src/append_log.ts";
+import { ConsensusLog } from "../src/consensus_log.ts";
 import {
   formatTime,
   makeTempDir,
@@ -94,9 +99,9 @@ interface Peer {
   /** `OPS_PER_CALL` appends, not synced; `"same as durable"` when the store always syncs. */
   append?: Body | "same as durable";
   /** One append + a durable commit. */
-  commitOne: Body;
+  commitOne?: Body;
   /** `GROUP_ENTRIES` appends + one durable commit. */
-  commitGroup: Body;
+  commitGroup?: Body;
   /** `OPS_PER_CALL` random reads (copies) out of `READ_ENTRIES`. */
   read?: Body;
   /** A scan of `READ_ENTRIES`. */
@@ -155,6 +160,26 @@ function withNewLog(
   };
 }
 
+/** The ballot of every accept. */
+const BALLOT = { round: 1, node: 1 };
+
+/**
+ * A new empty consensus log, durability `"data"`, removed when the bench ends; `nextSlot(n)`
+ * reserves the next `n` slots and returns the first.
+ */
+function withNewConsensusLog(
+  measured: (log: ConsensusLog, nextSlot: (count: number) => number) => () => unknown,
+): Body {
+  return async function* () {
+    const log = await ConsensusLog.open({ dir: makeTempDir(), durability: "data" });
+    let next = 0;
+    yield measured(log, (count) => (next += count) - count);
+    const dir = log.dir;
+    await log.close();
+    removeTempDir(dir);
+  };
+}
+
 /**
  * The log tuned for one committing writer: segments zero-filled before use, and syncs on the JS
  * thread as SQLite's are (commit workloads only).
@@ -170,6 +195,48 @@ const hybridlogZeroFill: Peer = {
     for (let n = 0; n < GROUP_ENTRIES; n++) log.enqueue(value);
     await log.commit();
   }, TUNED),
+};
+
+/**
+ * The ConsensusLog, for what a replica's log does: an accept and its commit, 100 accepts and one
+ * commit of them, and a reopen of 1M committed slots (its slot index comes from the index
+ * checkpoint) to the first read.
+ */
+const hybridlogConsensus: Peer = {
+  name: "hybridlog ConsensusLog",
+  commitOne: withNewConsensusLog((log, nextSlot) => async () => {
+    const slot = nextSlot(1);
+    log.accept(slot, BALLOT, value);
+    await log.commit(slot);
+  }),
+  commitGroup: withNewConsensusLog((log, nextSlot) => async () => {
+    const first = nextSlot(GROUP_ENTRIES);
+    const slots: number[] = [];
+    for (let slot = first; slot < first + GROUP_ENTRIES; slot++) {
+      log.accept(slot, BALLOT, value);
+      slots.push(slot);
+    }
+    await log.commitMany(slots);
+  }),
+  reopen: async function* () {
+    const dir = makeTempDir();
+    const log = await ConsensusLog.open({ dir, durability: "data" });
+    for (let first = 0; first < REOPEN_ENTRIES; first += BUILD_BATCH_ENTRIES) {
+      const slots: number[] = [];
+      for (let slot = first; slot < first + BUILD_BATCH_ENTRIES; slot++) {
+        log.accept(slot, BALLOT, value);
+        slots.push(slot);
+      }
+      await log.commitMany(slots);
+    }
+    await log.close(); // writes the index checkpoint
+    yield async () => {
+      const reopened = await ConsensusLog.open({ dir, durability: "data" });
+      do_not_optimize(reopened.readCommitted(0));
+      await reopened.close();
+    };
+    removeTempDir(dir);
+  },
 };
 
 const hybridlog: Peer = {
@@ -828,7 +895,7 @@ for (const [name, reason] of Object.entries(skipped)) {
   console.log(`peer ${name} does not run in ${runtime}: ${reason}`);
 }
 
-const stores = [hybridlog, hybridlogZeroFill, ...peers];
+const stores = [hybridlog, hybridlogZeroFill, hybridlogConsensus, ...peers];
 
 const WORKLOADS = {
   append: `${OPS_PER_CALL} × append 100 B, no sync`,

@@ -44,6 +44,8 @@ const GROUP_ZERO_INLINE =
   /^group commit of \d+, zeroFillSegments \+ inlineSync, vs [^,]*fdatasync into a zero-filled file$/;
 /** The peers table's column of the log with `zeroFillSegments` and `inlineSync`. */
 const HYBRIDLOG_ZERO_FILL = "hybridlog (zeroFillSegments, inlineSync)";
+/** The peers bench's column of the ConsensusLog (bench/peers_bench.ts). */
+const CONSENSUS_STORE = "hybridlog ConsensusLog";
 /**
  * Target 3b's SQLite in each runtime, the one its users would pick: bun:sqlite exists only in
  * Bun, and Deno ships node:sqlite. `title` is how the target names it.
@@ -592,35 +594,34 @@ const TARGETS = [
   },
   {
     id: "7",
-    title: "reopen of 1M committed entries to the first read vs lmdb-js's reopen",
+    title:
+      "reopen of 1M committed entries to the first read vs lmdb-js's reopen (AppendLog and ConsensusLog)",
     need: ["<=", 2],
-    ratioMeans: "hybridlog ÷ lmdb-js",
+    ratioMeans: "hybridlog ÷ lmdb-js, the slower of the two logs",
     check(files) {
       const row = tableRow(files.peers, /^reopen 1M entries \+ first read/);
-      const lmdbNs = peerValues(row)["lmdb-js"];
+      const values = peerValues(row);
+      const lmdbNs = values["lmdb-js"];
       if (lmdbNs === undefined) throw new NotMeasured(`${files.peers.name} has no lmdb-js reopen`);
       const ours = positive(
         row.values.hybridlog,
         `${files.peers.name} "${row.workload}" hybridlog`,
       );
       const figures = [
-        from(`hybridlog ${time(ours)}, lmdb-js ${time(lmdbNs)}`, files.peers, row.workload),
+        from(`AppendLog ${time(ours)}, lmdb-js ${time(lmdbNs)}`, files.peers, row.workload),
       ];
-      // Context, not part of the ratio: the peers bench reopens an AppendLog; a ConsensusLog
-      // also loads its slot index at open.
-      const consensus = files.consensus.json?.table?.find?.((r) =>
-        /^open \+ first read only, 1M entries$/.test(r.workload)
-      );
-      if (consensus?.ns > 0) {
-        figures.push(from(
-          `ConsensusLog (loads its slot index) ${time(consensus.ns)} → ${
-            (consensus.ns / lmdbNs).toFixed(2)
-          }× lmdb-js, not counted`,
-          files.consensus,
-          consensus.workload,
-        ));
+      // A replica reopens a ConsensusLog, which also finds its committed slots (index checkpoint).
+      const consensusNs = values[CONSENSUS_STORE];
+      if (consensusNs === undefined) {
+        figures.push(`the ConsensusLog was not measured in ${files.peers.name}`);
+        return { ratio: ours / lmdbNs, figures };
       }
-      return { ratio: ours / lmdbNs, figures };
+      figures.push(from(
+        `ConsensusLog ${time(consensusNs)} → ${(consensusNs / lmdbNs).toFixed(2)}× lmdb-js`,
+        files.peers,
+        row.workload,
+      ));
+      return { ratio: Math.max(ours, consensusNs) / lmdbNs, figures };
     },
   },
   {
