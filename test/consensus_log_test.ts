@@ -183,6 +183,20 @@ describe("ConsensusLog", () => {
     assert.deepEqual(log.promised, b(1));
   });
 
+  test("a hard-state temp file left by a crash is removed at open, so the next write succeeds", async () => {
+    using dir = tempDir();
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path });
+      await log.promise(b(1));
+    }
+    const temp = `${dir.path}/state.tmp`;
+    fs.writeFileSync(temp, new Uint8Array(100)); // a write that died before its rename
+    await using log = await ConsensusLog.open({ dir: dir.path });
+    assert.equal(fs.existsSync(temp), false, "the leftover is gone");
+    await log.promise(b(2)); // its temp file is created exclusively
+    assert.deepEqual(log.promised, b(2));
+  });
+
   test("truncatePrefix drops committed slots below it, keeps the slot, frees segments, survives reopen", async () => {
     using dir = tempDir();
     const segments = () => fs.readdirSync(dir.path).filter((n) => n.startsWith("segment-")).length;
