@@ -1115,6 +1115,14 @@ export class ConsensusLog {
     const tail = this.#tail;
     const segment = tail.committedSegment(address);
     if (segment === undefined) return undefined;
+    if (copy && !segment.mapped) {
+      // A segment found at open is read with `pread` by its first copying reads, not mapped: a
+      // reopen that reads an entry or two never pays for mapping and unmapping 64 MiB.
+      const payload = tail.unmappedPayloadCopy(segment, address, RecordKind.entry);
+      if (payload !== undefined && payload.length >= ENTRY_HEADER_BYTES) {
+        return entryFromRecord(payload, true);
+      }
+    }
     const start = payloadOffset(
       segment,
       tail.segmentSizeBytes,

@@ -1138,14 +1138,29 @@ export class DurableTail {
   committedPayloadCopy(address: number, kind: RecordKind): Uint8Array | undefined {
     const segment = this.committedSegment(address);
     if (segment === undefined) return undefined;
-    if (!segment.mapped && segment.preads < PREADS_BEFORE_MAPPING) {
-      segment.preads++;
-      const S = this.segmentSizeBytes;
-      this.#headerScratch ??= headerScratch();
-      const copy = readPayloadCopy(segment, S, address, kind, this.logId, this.#headerScratch);
-      if (copy !== undefined) return copy;
-    }
-    return payloadView(segment, this.segmentSizeBytes, address, kind, this.logId)?.slice();
+    return this.unmappedPayloadCopy(segment, address, kind) ??
+      payloadView(segment, this.segmentSizeBytes, address, kind, this.logId)?.slice();
+  }
+
+  /**
+   * A copy of the payload of the record of `kind` at `address` in `segment` (from
+   * {@linkcode DurableTail.committedSegment}), read with `pread` while the segment is unmapped
+   * and has served fewer than {@linkcode PREADS_BEFORE_MAPPING} such reads; else `undefined`,
+   * as when anything about the record is off: the caller then takes the mapped path, which
+   * maps the segment and says what.
+   */
+  unmappedPayloadCopy(segment: Segment, address: number, kind: RecordKind): Uint8Array | undefined {
+    if (segment.mapped || segment.preads >= PREADS_BEFORE_MAPPING) return undefined;
+    segment.preads++;
+    this.#headerScratch ??= headerScratch();
+    return readPayloadCopy(
+      segment,
+      this.segmentSizeBytes,
+      address,
+      kind,
+      this.logId,
+      this.#headerScratch,
+    );
   }
 
   /**

@@ -4,8 +4,9 @@
 // replaced: iterator helpers, early exit, staged entries as copies, segment boundaries.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
 import { join } from "node:path";
-import { AppendLog, CorruptionError, InvalidArgumentError } from "../mod.ts";
+import { AppendLog, ConsensusLog, CorruptionError, InvalidArgumentError } from "../mod.ts";
 import { entryBytes, flipByte, tempDir } from "./_helpers.ts";
 
 const SMALL = { segmentSizeBytes: 64 * 1024, bufferSizeBytes: 8 * 1024 };
@@ -99,6 +100,54 @@ describe("read path", () => {
     for (let i = 0; i < 50; i++) {
       if (i !== 7 && i !== 9) assert.deepEqual(log.read(addresses[i]), entryBytes(i), `entry ${i}`);
     }
+  });
+
+  test("a ConsensusLog's first copying reads after a reopen use pread, and damage is still caught", async () => {
+    using dir = tempDir();
+    const slots = Array.from({ length: 20 }, (_, i) => i);
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path, ...SMALL });
+      for (const slot of slots) log.accept(slot, { round: 1, node: slot }, entryBytes(slot));
+      await log.commitMany(slots);
+    }
+    const path = join(dir.path, SEGMENT_0);
+    const at = fs.readFileSync(path).indexOf(entryBytes(4));
+    assert.ok(at > 0, "slot 4's value is in segment 0");
+    flipByte(path, at + 1);
+    await using log = await ConsensusLog.open({ dir: dir.path, ...SMALL });
+    assert.equal(log.mappedBytes, 0, "nothing mapped at open");
+    const entry = (slot: number) => ({
+      slot,
+      ballot: { round: 1, node: slot },
+      committed: true,
+      value: entryBytes(slot),
+    });
+    for (const slot of [3, 0, 12, 19]) assert.deepEqual(log.readCommitted(slot), entry(slot));
+    const copy = log.read(3)!.value;
+    assert.equal(copy.buffer.byteLength, copy.length, "a copy of exactly the value");
+    assert.equal(log.mappedBytes, 0, "five reads, all by pread");
+    for (let attempt = 0; attempt < 2; attempt++) {
+      assert.throws(() => log.read(4), CorruptionError, `payload damage, ${attempt}`);
+    }
+    assert.equal(log.mappedBytes, SMALL.segmentSizeBytes, "the damaged record's report mapped it");
+    for (const slot of slots) {
+      if (slot !== 4) assert.deepEqual(log.readCommitted(slot), entry(slot), `slot ${slot}`);
+    }
+  });
+
+  test("a ConsensusLog's readView maps the segment, even for its first read after a reopen", async () => {
+    using dir = tempDir();
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path, ...SMALL });
+      log.accept(0, { round: 1, node: 0 }, entryBytes(0));
+      await log.commit(0);
+    }
+    const log = await ConsensusLog.open({ dir: dir.path, ...SMALL });
+    const view = log.readView(0)!.value;
+    assert.deepEqual(view, entryBytes(0));
+    assert.equal(log.mappedBytes, SMALL.segmentSizeBytes);
+    await log.close();
+    assert.equal(view.length, 0, "the view is detached at close");
   });
 
   test("damage met by a pread read is reported as on the mapped path, every time", async () => {
