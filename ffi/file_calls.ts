@@ -1,6 +1,6 @@
 /**
  * What both backends share: the libc calls on file descriptors that involve no pointer — fsync,
- * fdatasync, posix_fallocate, flock — and the io_uring probe, in a base class. Each backend
+ * fdatasync, posix_fallocate, flock, lseek — and the io_uring probe, in a base class. Each backend
  * extends it with what does touch pointers (mappings) and hands over its loaded symbols (called
  * with plain numbers and bigints, the same in Bun and Deno), its errno reader and its io_uring
  * opener.
@@ -8,7 +8,15 @@
  * @module
  */
 import { EINTR, EWOULDBLOCK, ioError } from "./errno.ts";
-import { EINTR_RETRIES_MAX, int32Fd, int64, LOCK_EX, LOCK_NB, LOCK_UN } from "./symbols.ts";
+import {
+  EINTR_RETRIES_MAX,
+  int32Fd,
+  int64,
+  LOCK_EX,
+  LOCK_NB,
+  LOCK_UN,
+  SEEK_END,
+} from "./symbols.ts";
 import type { MapOptions, Mapping, Native, RangeChecksum, Uring } from "./types.ts";
 
 /** Entries of the throwaway ring that answers `uringUnavailableReason`. */
@@ -20,10 +28,15 @@ export interface FileCallSymbols {
   fdatasync(fd: number): number;
   posix_fallocate(fd: number, offset: bigint, length: bigint): number;
   flock(fd: number, operation: number): number;
+  /** 64-bit result: a bigint (or a number, which `Number()` takes alike). */
+  lseek(fd: number, offset: bigint, whence: number): bigint | number;
 }
 
 /** The pointer-free file calls of {@linkcode Native}. */
-export type FileCalls = Pick<Native, "fsync" | "fdatasync" | "allocate" | "tryLock" | "unlock">;
+export type FileCalls = Pick<
+  Native,
+  "fsync" | "fdatasync" | "allocate" | "tryLock" | "unlock" | "fileSizeBytes"
+>;
 
 /** Builds the file calls over `libc`, reading errno with `errno()` right after a failure. */
 export function fileCalls(libc: FileCallSymbols, errno: () => number): FileCalls {
@@ -56,6 +69,11 @@ export function fileCalls(libc: FileCallSymbols, errno: () => number): FileCalls
     },
     unlock(fd: number): void {
       if (libc.flock(int32Fd(fd), LOCK_UN) === -1) throw ioError("flock", errno());
+    },
+    fileSizeBytes(fd: number): number {
+      const end = libc.lseek(int32Fd(fd), 0n, SEEK_END);
+      if (Number(end) === -1) throw ioError("lseek", errno());
+      return Number(end);
     },
   };
 }
@@ -103,6 +121,10 @@ export abstract class PosixNative implements Native {
 
   unlock(fd: number): void {
     this.#files.unlock(fd);
+  }
+
+  fileSizeBytes(fd: number): number {
+    return this.#files.fileSizeBytes(fd);
   }
 
   openUring(entries: number): Uring | undefined {

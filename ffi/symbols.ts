@@ -96,6 +96,15 @@ export const libcSymbols = {
     ],
     result: "i32", // 0, or -1 with errno
   },
+  // off_t lseek(int fd, off_t offset, int whence);
+  lseek: {
+    parameters: [
+      "i32", // int fd
+      "i64", // off_t offset
+      "i32", // int whence
+    ],
+    result: "i64", // off_t: the resulting offset, or -1 with errno
+  },
   // int *__errno_location(void);
   __errno_location: {
     parameters: [],
@@ -199,6 +208,10 @@ export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 /** `LOCK_UN`: release. */
 export const LOCK_UN = 8;
+
+// <unistd.h>
+/** `SEEK_END`: `lseek` relative to the end of the file. */
+export const SEEK_END = 2;
 
 // <bits/confname.h>
 /** `_SC_PAGESIZE` for `sysconf`. */

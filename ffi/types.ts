@@ -106,6 +106,14 @@ export interface Native {
   /** `flock(fd, LOCK_UN)`. */
   unlock(fd: number): void;
   /**
+   * The size of the file open as `fd`: `lseek(fd, 0, SEEK_END)`, which leaves the file offset at
+   * the end, so only for descriptors read and written by position (`pread`/`pwrite`: what
+   * `node:fs` calls with a position do in both runtimes, checked with strace). Throws `IoError`
+   * (`lseek`: `EBADF`, `ESPIPE`, …). Deno's `node:fs` `fstatSync` took 19–20 µs here (it builds a
+   * whole `Stats` object) and Bun's 0.6, against 0.3 for this in either.
+   */
+  fileSizeBytes(fd: number): number;
+  /**
    * An io_uring with `entries` submission slots, or `undefined` (with the reason in
    * `uringUnavailableReason`) when liburing.so.2 cannot be loaded or the kernel refuses a ring.
    */

@@ -314,6 +314,22 @@ for (const impl of implementations) {
       });
     });
 
+    test("fileSizeBytes() follows the file as it grows and shrinks; a bad fd throws IoError", () => {
+      withPatternFile(FILE_SIZE_BYTES, "r+", (fd, filePath) => {
+        assert.equal(impl.fileSizeBytes(fd), FILE_SIZE_BYTES);
+        fs.writeSync(fd, new Uint8Array([1, 2, 3]), 0, 3, 5 * FILE_SIZE_BYTES);
+        assert.equal(impl.fileSizeBytes(fd), 5 * FILE_SIZE_BYTES + 3);
+        fs.ftruncateSync(fd, 100);
+        assert.equal(impl.fileSizeBytes(fd), 100);
+        // Reads and writes by position are unaffected by where it leaves the file offset.
+        const byte = new Uint8Array(1);
+        fs.readSync(fd, byte, 0, 1, 7);
+        assert.equal(byte[0], patternByte(7));
+        assertIoError(() => impl.fileSizeBytes(closedFd(path.dirname(filePath))), "lseek", "EBADF");
+        assert.throws(() => impl.fileSizeBytes(1.5), InvalidArgumentError);
+      });
+    });
+
     test("allocate() reserves real blocks and grows the file", () => {
       withTempDir((dir) => {
         const filePath = path.join(dir, "preallocated");
