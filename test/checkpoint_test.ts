@@ -1,13 +1,21 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type Checkpoint, decodeCheckpoint, encodeCheckpoint } from "../src/checkpoint.ts";
+import * as fs from "node:fs";
+import { join } from "node:path";
+import {
+  type Checkpoint,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  readCheckpoint,
+} from "../src/checkpoint.ts";
+import { fsDevice } from "../src/fs_device.ts";
 import {
   encodeSegmentHeader,
   parseSegmentFileName,
   segmentFileName,
   segmentHeaderProblem,
 } from "../src/segment_format.ts";
-import { seededRandom } from "./_helpers.ts";
+import { seededRandom, tempDir } from "./_helpers.ts";
 
 const point: Checkpoint = {
   logId: 1234,
@@ -34,6 +42,26 @@ describe("checkpoint slot", () => {
       assert.equal(decodeCheckpoint(slot), undefined, `byte ${i}`);
       slot[i] ^= 0x10;
     }
+  });
+
+  test("readCheckpoint sees only the file's own bytes: a short file never shows another's slot", () => {
+    using dir = tempDir();
+    const read = (name: string) => {
+      const file = fsDevice.open(join(dir.path, name));
+      try {
+        return readCheckpoint(file).checkpointNumber;
+      } finally {
+        file.close();
+      }
+    };
+    const slot = (checkpointNumber: number) => encodeCheckpoint({ ...point, checkpointNumber });
+    const whole = new Uint8Array(2 * slot(0).length);
+    whole.set(slot(8), 0);
+    whole.set(slot(9), slot(0).length);
+    fs.writeFileSync(join(dir.path, "whole"), whole);
+    fs.writeFileSync(join(dir.path, "short"), slot(6)); // slot 1 missing: cut short
+    assert.equal(read("whole"), 9);
+    assert.equal(read("short"), 6, "slot 1 of the file read before is not this file's");
   });
 
   test("random slots are rejected without throwing (hostile cookie lengths included)", () => {
