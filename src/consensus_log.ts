@@ -284,9 +284,10 @@ export class ConsensusLog {
   /**
    * Entries frozen for commit whose records are not durable yet, in append order: slot, index
    * position, region offset, record address (`FROZEN_FIELDS` numbers each, from `#frozenHead` to
-   * `#frozenTail`). A typed array kept across cycles: a commit adds no garbage here.
+   * `#frozenTail`). A typed array kept across cycles: a commit adds no garbage here. Made by the
+   * first commit: a log opened only to be read never pays for its 16 KiB.
    */
-  #frozen: Float64Array = new Float64Array(FROZEN_FIELDS * FROZEN_KEPT_ENTRIES_MIN);
+  #frozen: Float64Array = new Float64Array(0);
   #frozenHead = 0;
   #frozenTail = 0;
   /** `#commitSlots`' scratch, kept for batches up to `BATCH_KEPT_SLOTS_MAX` slots. */
@@ -855,7 +856,9 @@ export class ConsensusLog {
     const live = this.#frozenTail - head;
     let grown = frozen;
     if (live * 2 + FROZEN_FIELDS > frozen.length) {
-      grown = new Float64Array(frozen.length * 2);
+      grown = new Float64Array(
+        Math.max(frozen.length * 2, FROZEN_FIELDS * FROZEN_KEPT_ENTRIES_MIN),
+      );
       grown.set(frozen.subarray(head, head + live));
     } else frozen.copyWithin(0, head, head + live);
     this.#frozen = grown;
