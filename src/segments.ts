@@ -119,10 +119,13 @@ export class SegmentSet {
     this.segmentSizeBytes = segmentSizeBytes;
   }
 
-  /** Segment indexes of the segment files present in `dir`, ascending. */
-  static listIndexes(device: Device, dir: string): number[] {
+  /**
+   * Segment indexes of the segment files present in `dir`, ascending; from `names`, the
+   * directory's listing, when the caller has it.
+   */
+  static listIndexes(device: Device, dir: string, names?: readonly string[]): number[] {
     const indexes: number[] = [];
-    for (const name of device.list(dir)) {
+    for (const name of names ?? device.list(dir)) {
       const index = parseSegmentFileName(name);
       if (index !== undefined) indexes.push(index);
     }

@@ -301,10 +301,13 @@ export class DurableTail {
     device.makeDirectory(dir);
     const lock = device.lock(dir);
     try {
-      removeLeftoverSpare(device, dir, options.zeroFillSegments ?? false);
+      // One listing serves the leftover spares and recovery (the spares are not segments).
+      const names = device.list(dir);
+      removeLeftoverSpare(device, dir, options.zeroFillSegments ?? false, names);
       const recovered = recoverLog(device, dir, {
         segmentSizeBytes: options.segmentSizeBytes,
         syncs: options.durability !== "none",
+        names,
       });
       return new DurableTail(options, lock, recovered);
     } catch (error) {
