@@ -49,6 +49,11 @@ export const INDEX_CHECKPOINT_HEADER_BYTES = HEADER_BYTES;
 
 /** Bytes the checksums of a checkpoint cover between pauses (about half a millisecond). */
 const CHECKSUM_STEP_BYTES = 4 * 1024 * 1024;
+/**
+ * A checkpoint up to this size (4096 slots) is read into memory rather than mapped: mapping and
+ * unmapping a file cost 20–90 µs here, 7–9% of reopening a small log.
+ */
+const READ_WHOLE_BYTES_MAX = 64 * 1024;
 /** Bytes of a checkpoint written per call. */
 const WRITE_STEP_BYTES = 1024 * 1024;
 
@@ -274,8 +279,9 @@ export async function writeIndexCheckpoint(
 
 /**
  * Opens the index checkpoint of log `logId`, or returns `undefined` if it is absent or its header,
- * journal or directory is invalid (its chunks of pairs are checked as they are used). The file is
- * mapped when the device can (release the result when done with it), else read.
+ * journal or directory is invalid (its chunks of pairs are checked as they are used). A file of
+ * more than 64 KiB is mapped when the device can (release the result when done with it), a
+ * smaller one read.
  */
 export function readIndexCheckpoint(
   device: Device,
@@ -289,10 +295,12 @@ export function readIndexCheckpoint(
   try {
     const size = file.sizeBytes();
     if (size < HEADER_BYTES) return undefined;
-    try {
-      mapped = file.view(size);
-    } catch {
-      mapped = undefined; // the CLI's read-only device maps nothing: read the file instead
+    if (size > READ_WHOLE_BYTES_MAX) {
+      try {
+        mapped = file.view(size);
+      } catch {
+        mapped = undefined; // the CLI's read-only device maps nothing: read the file instead
+      }
     }
     let read = mapped?.bytes;
     if (read === undefined) {

@@ -153,9 +153,15 @@ describe("index checkpoint", () => {
     assert.equal(empty.journal.length, 0);
   });
 
-  test("on the file system the checkpoint is read through a mapping, released after; a device that maps nothing reads it", async () => {
+  test("on the file system a checkpoint over 64 KiB is read through a mapping, released after; a smaller one, or on a device that maps nothing, is read", async () => {
     using dir = tempDir("hybridlog-index-");
-    const committed = new Float64Array(3000);
+    const small = new Float64Array([1, 100, 2, 200]);
+    await writeIndexCheckpoint(fsDevice, dir.path, 9, 777, small, [], true);
+    const read = readIndexCheckpoint(fsDevice, dir.path, 9);
+    assert.ok(read);
+    read.release();
+    assert.deepEqual(read.committed.pairs, small, "read into memory: release leaves it alone");
+    const committed = new Float64Array(2 * 5000);
     for (let i = 0; i < committed.length; i += 2) {
       [committed[i], committed[i + 1]] = [i * 3, i * 64];
     }
@@ -181,15 +187,15 @@ describe("index checkpoint", () => {
         });
       }
     }
-    const read = readIndexCheckpoint(new NoMapping("no-mapping", fsDevice), dir.path, 9);
-    assert.ok(read);
-    assert.deepEqual(read.committed.pairs, committed);
-    assert.ok(read.committed.verify(0, read.committed.count));
-    read.release();
-    assert.deepEqual(read.committed.pairs, committed, "a copy: release leaves it alone");
+    const copied = readIndexCheckpoint(new NoMapping("no-mapping", fsDevice), dir.path, 9);
+    assert.ok(copied);
+    assert.deepEqual(copied.committed.pairs, committed);
+    assert.ok(copied.committed.verify(0, copied.committed.count));
+    copied.release();
+    assert.deepEqual(copied.committed.pairs, committed, "a copy: release leaves it alone");
     // A damaged byte of a chunk fails that chunk either way; of the journal, the whole file.
     const path = `${dir.path}/index`;
-    for (const [at, whole] of [[100, false], [64 + 16 * 1500 + 3, true]] as const) {
+    for (const [at, whole] of [[100, false], [64 + 16 * 5000 + 3, true]] as const) {
       const bytes = fs.readFileSync(path);
       bytes[at] ^= 1;
       fs.writeFileSync(path, bytes);
