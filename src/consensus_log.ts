@@ -447,9 +447,9 @@ export class ConsensusLog {
         checkpoint && checkpoint.coveredAddress <= tail.committedUntilAddress &&
         checkpoint.coveredAddress >= tail.beginAddress
       ) {
-        // Committed slots stay in the (mapped) checkpoint: the index takes each leaf's from it
-        // when one of its slots is first looked up, so a reopen loads none of them. A committed
-        // entry needs only its address: its record is verified when first read.
+        // Committed slots stay in the checkpoint file: the index takes each leaf's from it when
+        // one of its slots is first looked up, so a reopen loads none of them. A committed entry
+        // needs only its address: its record is verified when first read.
         this.#base = checkpoint;
         if (checkpoint.committed.count > 0) {
           index.attachBase({
@@ -478,7 +478,7 @@ export class ConsensusLog {
     this.#recoveryReplayedBytes += tail.committedUntilAddress - start;
   }
 
-  /** Detaches the checkpoint from the index (if attached) and unmaps it. */
+  /** Detaches the checkpoint from the index (if attached) and closes its file. */
   #dropBase(): void {
     this.#slots.index.detachBase();
     this.#base?.release();

@@ -3,11 +3,11 @@
  * finds committed slots without scanning the log, and verifies only the records written after it.
  * It is an accelerator: if it is missing, stale or damaged, recovery scans from the begin address.
  *
- * A reopen does not load it: the committed pairs stay in the mapped file, and the slot index
- * takes a leaf's 64 slots from them when a slot of that leaf is first looked up (see
+ * A reopen does not load it: the committed pairs stay in the file, and the slot index takes a
+ * leaf's 64 slots from them when a slot of that leaf is first looked up (see
  * `SlotIndex.attachBase`), so that a log of 1M slots opens to its first read without 1M stores.
- * The pairs are therefore checked in chunks, each with its own CRC, as they are first used; only
- * the header, the journaled accepts and the chunk directory are checked at open.
+ * The pairs are therefore read and checked in chunks, each with its own CRC, as they are first
+ * used; only the header, the journaled accepts and the chunk directory are read at open.
  *
  * File `index`, version 2 (written whole: temp file, sync, rename, directory sync):
  * - a 64-byte header: 0 CRC-32 of header bytes 4..64, then the journal, then the directory ·
@@ -27,7 +27,7 @@
  */
 import { join } from "node:path";
 import { checksum } from "./checksum.ts";
-import type { Device, FileView } from "./device.ts";
+import type { Device, DeviceFile } from "./device.ts";
 
 const MAGIC = 0x5849_4c48; // "HLIX"
 const VERSION = 2;
@@ -49,22 +49,26 @@ export const INDEX_CHECKPOINT_HEADER_BYTES = HEADER_BYTES;
 
 /** Bytes the checksums of a checkpoint cover between pauses (about half a millisecond). */
 const CHECKSUM_STEP_BYTES = 4 * 1024 * 1024;
-/**
- * A checkpoint up to this size (4096 slots) is read into memory rather than mapped: mapping and
- * unmapping a file cost 20–90 µs here, 7–9% of reopening a small log.
- */
-const READ_WHOLE_BYTES_MAX = 64 * 1024;
 /** Bytes of a checkpoint written per call. */
 const WRITE_STEP_BYTES = 1024 * 1024;
 
+/** Chunks a checkpoint keeps read (the last ones used): a lookup needs two at most. */
+const CHUNKS_KEPT = 4;
+/** Chunk buffers of released checkpoints kept for the next ones this thread opens. */
+const CHUNK_BUFFERS_POOLED = 8;
 /**
- * The committed pairs of a checkpoint in slot order, checked a chunk at a time as they are used:
- * read only pairs of chunks {@linkcode CheckpointPairs.verify} accepted (the chunk directory,
+ * Buffers of {@linkcode CHUNK_PAIRS} pairs, handed from released checkpoints to the next: a new
+ * 64 KiB typed array cost 26–29 µs here (fresh pages), a third of a reopened log's first read.
+ */
+const chunkBuffers: Float64Array[] = [];
+
+/**
+ * The committed pairs of a checkpoint in slot order, read and checked a chunk at a time as they
+ * are used, and at most {@linkcode CHUNKS_KEPT} chunks kept: read only pairs of chunks
+ * {@linkcode CheckpointPairs.verify} accepted, before any other lookup (the chunk directory,
  * checked at open, is trusted throughout).
  */
 export class CheckpointPairs {
-  /** Slot, address, slot, address, … in slot order (a view of the mapped file when it is mapped). */
-  readonly pairs: Float64Array;
   /** How many pairs. */
   readonly count: number;
   /** The last pair's slot, −1 if none. */
@@ -72,32 +76,33 @@ export class CheckpointPairs {
   readonly #chunkPairs: number;
   readonly #firstSlots: Float64Array;
   readonly #leastAddresses: Float64Array;
-  readonly #sums: Uint32Array;
-  /** Per chunk: 0 not checked yet, 1 intact, 2 damaged. */
-  readonly #checked: Uint8Array;
-  /** CRC-32 of the pairs' bytes `[offsetBytes, offsetBytes + lengthBytes)`. */
-  readonly #sum: (offsetBytes: number, lengthBytes: number) => number;
+  /** Per chunk: 1 once found damaged or unreadable. */
+  readonly #damaged: Uint8Array;
+  /** Reads and checks chunk `chunk` into `into` (its bytes exactly): false if damaged. */
+  readonly #load: (chunk: number, into: Uint8Array) => boolean;
+  /** The chunks kept: their numbers (−1: none), pairs, and when each was last used. */
+  readonly #keptChunk = new Float64Array(CHUNKS_KEPT).fill(-1);
+  readonly #keptPairs: Array<Float64Array | undefined> = new Array(CHUNKS_KEPT);
+  readonly #keptUse = new Float64Array(CHUNKS_KEPT);
+  #uses = 0;
 
   constructor(
-    pairs: Float64Array,
+    count: number,
     lastSlot: number,
     chunkPairs: number,
-    directory: { firstSlots: Float64Array; leastAddresses: Float64Array; sums: Uint32Array },
-    checked: boolean,
-    sum: (offsetBytes: number, lengthBytes: number) => number,
+    directory: { firstSlots: Float64Array; leastAddresses: Float64Array },
+    load: (chunk: number, into: Uint8Array) => boolean,
   ) {
-    this.pairs = pairs;
-    this.count = pairs.length / 2;
+    this.count = count;
     this.lastSlot = lastSlot;
     this.#chunkPairs = chunkPairs;
     this.#firstSlots = directory.firstSlots;
     this.#leastAddresses = directory.leastAddresses;
-    this.#sums = directory.sums;
-    this.#checked = new Uint8Array(directory.firstSlots.length).fill(checked ? 1 : 0);
-    this.#sum = sum;
+    this.#damaged = new Uint8Array(directory.firstSlots.length);
+    this.#load = load;
   }
 
-  /** Pairs per chunk (each checked as a whole). */
+  /** Pairs per chunk (each read and checked as a whole). */
   get chunkPairs(): number {
     return this.#chunkPairs;
   }
@@ -105,6 +110,18 @@ export class CheckpointPairs {
   /** The first slot of the pairs (−1 if none). */
   get firstSlot(): number {
     return this.count === 0 ? -1 : this.#firstSlots[0];
+  }
+
+  /** The slot of pair `i`, whose chunk {@linkcode CheckpointPairs.verify} just accepted. */
+  slotAt(i: number): number {
+    const chunk = Math.floor(i / this.#chunkPairs);
+    return this.#kept(chunk)[2 * (i - chunk * this.#chunkPairs)];
+  }
+
+  /** The address of pair `i`, whose chunk {@linkcode CheckpointPairs.verify} just accepted. */
+  addressAt(i: number): number {
+    const chunk = Math.floor(i / this.#chunkPairs);
+    return this.#kept(chunk)[2 * (i - chunk * this.#chunkPairs) + 1];
   }
 
   /**
@@ -124,24 +141,27 @@ export class CheckpointPairs {
     }
     if (low === 0) return 0;
     const chunk = low - 1;
-    if (!this.#check(chunk)) return -1;
-    const pairs = this.pairs;
-    let from = chunk * this.#chunkPairs;
-    let to = Math.min(from + this.#chunkPairs, this.count);
+    const pairs = this.#chunk(chunk);
+    if (pairs === null) return -1;
+    let from = 0;
+    let to = this.#countOf(chunk);
     while (from < to) {
       const middle = (from + to) >>> 1;
       if (pairs[2 * middle] < slot) from = middle + 1;
       else to = middle;
     }
-    return from;
+    return chunk * this.#chunkPairs + from;
   }
 
-  /** Checks the chunks holding pairs `[from, to)`: false if one is damaged. */
+  /**
+   * Reads and checks the chunks holding pairs `[from, to)` (at most {@linkcode CHUNKS_KEPT}):
+   * false if one is damaged.
+   */
   verify(from: number, to: number): boolean {
     if (from >= to) return true;
     const last = Math.floor((to - 1) / this.#chunkPairs);
     for (let chunk = Math.floor(from / this.#chunkPairs); chunk <= last; chunk++) {
-      if (!this.#check(chunk)) return false;
+      if (this.#chunk(chunk) === null) return false;
     }
     return true;
   }
@@ -153,7 +173,6 @@ export class CheckpointPairs {
    */
   leastAddressFrom(from: number, addressMin: number): number {
     const size = this.#chunkPairs;
-    const pairs = this.pairs;
     let least = Infinity;
     for (let at = from; at < this.count;) {
       const chunk = Math.floor(at / size);
@@ -161,8 +180,9 @@ export class CheckpointPairs {
       if (at === chunk * size && this.#leastAddresses[chunk] >= addressMin) {
         least = Math.min(least, this.#leastAddresses[chunk]);
       } else {
-        if (!this.#check(chunk)) return -1;
-        for (let i = at; i < end; i++) {
+        const pairs = this.#chunk(chunk);
+        if (pairs === null) return -1;
+        for (let i = at - chunk * size; i < end - chunk * size; i++) {
           const address = pairs[2 * i + 1];
           if (address >= addressMin && address < least) least = address;
         }
@@ -172,14 +192,63 @@ export class CheckpointPairs {
     return least;
   }
 
-  #check(chunk: number): boolean {
-    const state = this.#checked[chunk];
-    if (state !== 0) return state === 1;
-    const from = chunk * this.#chunkPairs;
-    const count = Math.min(this.#chunkPairs, this.count - from);
-    const intact = this.#sum(from * PAIR_BYTES, count * PAIR_BYTES) === this.#sums[chunk];
-    this.#checked[chunk] = intact ? 1 : 2;
-    return intact;
+  /** Every pair (slot, address, …), or `undefined` if a chunk is damaged. */
+  all(): Float64Array | undefined {
+    const all = new Float64Array(2 * this.count);
+    for (let chunk = 0; chunk < this.#firstSlots.length; chunk++) {
+      const pairs = this.#chunk(chunk);
+      if (pairs === null) return undefined;
+      all.set(pairs.subarray(0, 2 * this.#countOf(chunk)), 2 * chunk * this.#chunkPairs);
+    }
+    return all;
+  }
+
+  /** Hands the chunk buffers on to the next checkpoint this thread opens; reads none after. */
+  release(): void {
+    for (let k = 0; k < CHUNKS_KEPT; k++) {
+      const pairs = this.#keptPairs[k];
+      this.#keptPairs[k] = undefined;
+      this.#keptChunk[k] = -1;
+      if (pairs?.length === 2 * CHUNK_PAIRS && chunkBuffers.length < CHUNK_BUFFERS_POOLED) {
+        chunkBuffers.push(pairs);
+      }
+    }
+  }
+
+  #countOf(chunk: number): number {
+    return Math.min(this.#chunkPairs, this.count - chunk * this.#chunkPairs);
+  }
+
+  /** A kept chunk's pairs (its buffer may run past them). */
+  #kept(chunk: number): Float64Array {
+    for (let k = 0; k < CHUNKS_KEPT; k++) {
+      if (this.#keptChunk[k] === chunk) return this.#keptPairs[k]!;
+    }
+    throw new Error(`assertion failed: chunk ${chunk} of the index checkpoint is not read`);
+  }
+
+  #chunk(chunk: number): Float64Array | null {
+    let victim = 0;
+    for (let k = 0; k < CHUNKS_KEPT; k++) {
+      if (this.#keptChunk[k] === chunk) {
+        this.#keptUse[k] = ++this.#uses;
+        return this.#keptPairs[k]!;
+      }
+      if (this.#keptUse[k] < this.#keptUse[victim]) victim = k;
+    }
+    if (this.#damaged[chunk] === 1) return null;
+    const pairs = this.#keptPairs[victim] ??=
+      (this.#chunkPairs === CHUNK_PAIRS ? chunkBuffers.pop() : undefined) ??
+        new Float64Array(2 * this.#chunkPairs);
+    this.#keptChunk[victim] = -1;
+    const bytes = new Uint8Array(pairs.buffer, 0, PAIR_BYTES * this.#countOf(chunk));
+    if (!this.#load(chunk, bytes)) {
+      this.#damaged[chunk] = 1;
+      return null;
+    }
+    this.#keptChunk[victim] = chunk;
+    this.#keptUse[victim] = ++this.#uses;
+    return pairs;
   }
 }
 
@@ -191,7 +260,7 @@ export interface IndexCheckpoint {
   committed: CheckpointPairs;
   /** Journaled accepts: slot, then −(address + 1) of the accept record; checked at open. */
   journal: Float64Array;
-  /** Unmaps the file when it was mapped: `committed` and `journal` must not be used after. */
+  /** Closes the file: `committed` must not read chunks it has not read yet after. */
   release(): void;
 }
 
@@ -279,9 +348,9 @@ export async function writeIndexCheckpoint(
 
 /**
  * Opens the index checkpoint of log `logId`, or returns `undefined` if it is absent or its header,
- * journal or directory is invalid (its chunks of pairs are checked as they are used). A file of
- * more than 64 KiB is mapped when the device can (release the result when done with it), a
- * smaller one read.
+ * journal or directory is invalid. The chunks of committed pairs of a version 2 file are read and
+ * checked as they are used, so the file stays open until `release()`: mapping it instead cost Bun
+ * 0.2 ms per open of a 16 MB checkpoint (and counted as external memory).
  */
 export function readIndexCheckpoint(
   device: Device,
@@ -291,76 +360,66 @@ export function readIndexCheckpoint(
   const path = join(dir, INDEX_FILE_NAME);
   if (!device.exists(path)) return undefined;
   const file = device.open(path, { readOnly: true });
-  let mapped: FileView | undefined;
+  let keep = false;
   try {
     const size = file.sizeBytes();
     if (size < HEADER_BYTES) return undefined;
-    if (size > READ_WHOLE_BYTES_MAX) {
-      try {
-        mapped = file.view(size);
-      } catch {
-        mapped = undefined; // the CLI's read-only device maps nothing: read the file instead
-      }
-    }
-    let read = mapped?.bytes;
-    if (read === undefined) {
-      read = new Uint8Array(size);
-      if (file.read(read, 0) !== size) return undefined;
-    }
-    const bytes = read;
-    const sum = mapped?.checksum ??
-      ((offset: number, length: number, seed: number) =>
-        checksum(bytes.subarray(offset, offset + length), seed));
-    const header = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
+    const head = new Uint8Array(HEADER_BYTES);
+    if (file.read(head, 0) !== HEADER_BYTES) return undefined;
+    const header = new DataView(head.buffer);
     if (header.getUint32(4, true) !== MAGIC || header.getUint32(12, true) !== logId) {
       return undefined;
     }
     const version = header.getUint32(8, true);
     const parsed = version === VERSION
-      ? parseChunked(bytes, header, sum)
+      ? openChunked(file, size, head)
       : version === VERSION_PAIRS_ONLY
-      ? parsePairsOnly(bytes, header, sum)
+      ? readPairsOnly(file, size, head)
       : undefined;
     if (parsed === undefined) return undefined;
-    const release = mapped === undefined ? () => {} : mapped.release;
-    mapped = undefined; // the caller releases it
-    return { coveredAddress: header.getFloat64(16, true), ...parsed, release };
+    keep = version === VERSION;
+    return {
+      coveredAddress: header.getFloat64(16, true),
+      ...parsed,
+      release: () => {
+        parsed.committed.release();
+        if (keep) file.close();
+      },
+    };
   } finally {
-    mapped?.release();
-    file.close();
+    if (!keep) file.close();
   }
 }
 
-type Sum = (offsetBytes: number, lengthBytes: number, seed: number) => number;
-
-/** A count of 16-byte pairs that could fit in `bytes` (a hostile float fails). */
-function isPairCount(value: number, bytes: Uint8Array): boolean {
-  return Number.isSafeInteger(value) && value >= 0 && value * PAIR_BYTES <= bytes.length;
+/** A count of 16-byte pairs that could fit in `size` bytes (a hostile float fails). */
+function isPairCount(value: number, size: number): boolean {
+  return Number.isSafeInteger(value) && value >= 0 && value * PAIR_BYTES <= size;
 }
 
-/** Version 2: checks the header, journal and directory; the chunks are checked as used. */
-function parseChunked(
-  bytes: Uint8Array,
-  header: DataView,
-  sum: Sum,
+/** Version 2: checks the header, journal and directory; the chunks are read as used. */
+function openChunked(
+  file: DeviceFile,
+  size: number,
+  head: Uint8Array,
 ): { committed: CheckpointPairs; journal: Float64Array } | undefined {
+  const header = new DataView(head.buffer);
   const count = header.getFloat64(24, true);
   const journaled = header.getFloat64(32, true);
   const chunkPairs = header.getUint32(40, true);
-  if (!isPairCount(count, bytes) || !isPairCount(journaled, bytes) || chunkPairs === 0) {
+  if (!isPairCount(count, size) || !isPairCount(journaled, size) || chunkPairs === 0) {
     return undefined;
   }
   const chunks = Math.ceil(count / chunkPairs);
   const journalAt = HEADER_BYTES + count * PAIR_BYTES;
   const directoryAt = journalAt + journaled * PAIR_BYTES;
-  if (directoryAt + chunks * DIRECTORY_ENTRY_BYTES !== bytes.length) return undefined;
-  const expected = sum(journalAt, bytes.length - journalAt, sum(4, HEADER_BYTES - 4, 0));
-  if (header.getUint32(0, true) !== expected) return undefined;
-  const directory = new DataView(
-    bytes.buffer,
-    bytes.byteOffset + directoryAt,
-    chunks * DIRECTORY_ENTRY_BYTES,
-  );
+  if (directoryAt + chunks * DIRECTORY_ENTRY_BYTES !== size) return undefined;
+  // The journal and the directory, read together: both are covered by the header's CRC.
+  const rest = new Uint8Array(size - journalAt);
+  if (file.read(rest, journalAt) !== rest.length) return undefined;
+  if (header.getUint32(0, true) !== checksum(rest, checksum(head.subarray(4), 0))) {
+    return undefined;
+  }
+  const directory = new DataView(rest.buffer, directoryAt - journalAt);
   const firstSlots = new Float64Array(chunks);
   const leastAddresses = new Float64Array(chunks);
   const sums = new Uint32Array(chunks);
@@ -370,32 +429,42 @@ function parseChunked(
     leastAddresses[chunk] = directory.getFloat64(at + 8, true);
     sums[chunk] = directory.getUint32(at + 16, true);
   }
-  const pairs = new Float64Array(bytes.buffer, bytes.byteOffset + HEADER_BYTES, count * 2);
+  const load = (chunk: number, into: Uint8Array): boolean => {
+    try {
+      const at = HEADER_BYTES + chunk * chunkPairs * PAIR_BYTES;
+      if (file.read(into, at) !== into.length) return false;
+    } catch {
+      return false; // unreadable counts as damaged: the log has the same slots
+    }
+    return checksum(into, 0) === sums[chunk];
+  };
   return {
     committed: new CheckpointPairs(
-      pairs,
+      count,
       header.getFloat64(48, true),
       chunkPairs,
-      { firstSlots, leastAddresses, sums },
-      false,
-      (offset, length) => sum(HEADER_BYTES + offset, length, 0),
+      { firstSlots, leastAddresses },
+      load,
     ),
-    journal: new Float64Array(bytes.buffer, bytes.byteOffset + journalAt, journaled * 2),
+    journal: new Float64Array(rest.buffer, 0, journaled * 2),
   };
 }
 
-/** Version 1: one checksum of everything, checked now; the directory is computed. */
-function parsePairsOnly(
-  bytes: Uint8Array,
-  header: DataView,
-  sum: Sum,
+/** Version 1: read whole, one checksum of everything; the directory is computed. */
+function readPairsOnly(
+  file: DeviceFile,
+  size: number,
+  head: Uint8Array,
 ): { committed: CheckpointPairs; journal: Float64Array } | undefined {
+  const header = new DataView(head.buffer);
   const total = header.getFloat64(24, true);
-  if (!isPairCount(total, bytes) || HEADER_BYTES + total * PAIR_BYTES !== bytes.length) {
+  if (!isPairCount(total, size) || HEADER_BYTES + total * PAIR_BYTES !== size) return undefined;
+  const all = new Float64Array(total * 2);
+  const bytes = new Uint8Array(all.buffer);
+  if (file.read(bytes, HEADER_BYTES) !== bytes.length) return undefined;
+  if (header.getUint32(0, true) !== checksum(bytes, checksum(head.subarray(4), 0))) {
     return undefined;
   }
-  if (header.getUint32(0, true) !== sum(4, bytes.length - 4, 0)) return undefined;
-  const all = new Float64Array(bytes.buffer, bytes.byteOffset + HEADER_BYTES, total * 2);
   // The journaled accepts (negative addresses) were written after the committed pairs.
   let count = total;
   while (count > 0 && all[2 * count - 1] < 0) count--;
@@ -409,13 +478,14 @@ function parsePairsOnly(
   }
   return {
     committed: new CheckpointPairs(
-      all.subarray(0, 2 * count),
+      count,
       count === 0 ? -1 : all[2 * (count - 1)],
       CHUNK_PAIRS,
-      { firstSlots, leastAddresses, sums: new Uint32Array(chunks) },
-      true,
-      () => {
-        throw new Error("assertion failed: a version 1 checkpoint is checked whole");
+      { firstSlots, leastAddresses },
+      (chunk, into) => {
+        const at = chunk * CHUNK_PAIRS * PAIR_BYTES;
+        into.set(bytes.subarray(at, at + into.length));
+        return true;
       },
     ),
     journal: all.subarray(2 * count),

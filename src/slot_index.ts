@@ -190,18 +190,19 @@ export class SlotIndex {
   *loadBaseInSteps(): Generator<undefined, void, undefined> {
     const base = this.#base;
     if (base === undefined) return;
-    const { pairs, count } = base.pairs;
+    const checkpoint = base.pairs;
+    const count = checkpoint.count;
     let leaves = 0;
     let block = -1;
-    const chunkPairs = base.pairs.chunkPairs;
+    const chunkPairs = checkpoint.chunkPairs;
     for (let i = 0; i < count; i++) {
       if (this.#base !== base) return;
       // A chunk's pairs are read only once it is checked.
-      if (i % chunkPairs === 0 && !base.pairs.verify(i, Math.min(i + chunkPairs, count))) {
+      if (i % chunkPairs === 0 && !checkpoint.verify(i, Math.min(i + chunkPairs, count))) {
         base.damaged();
         return;
       }
-      const slot = pairs[2 * i];
+      const slot = checkpoint.slotAt(i);
       const lane = slot % LANES;
       if ((slot - lane) / LANES === block) continue;
       block = (slot - lane) / LANES;
@@ -247,12 +248,11 @@ export class SlotIndex {
         return this.position(slot, create);
       }
     }
-    const pairs = checkpoint.pairs;
     const slotMin = base.slotMin();
     const addressMin = base.addressMin;
     let live = create;
     for (let i = from; i < to && !live; i++) {
-      live = pairs[2 * i] >= slotMin && pairs[2 * i + 1] >= addressMin;
+      live = checkpoint.slotAt(i) >= slotMin && checkpoint.addressAt(i) >= addressMin;
     }
     if (!live) return -1;
     const position = this.#find(slot, true);
@@ -261,8 +261,8 @@ export class SlotIndex {
     const addresses = (leaf >>> 1) + (LANES >>> 1);
     // Plain stores: no other thread can see the index while a base is attached.
     for (let i = from; i < to; i++) {
-      const pairSlot = pairs[2 * i];
-      const address = pairs[2 * i + 1];
+      const pairSlot = checkpoint.slotAt(i);
+      const address = checkpoint.addressAt(i);
       if (pairSlot < slotMin || address < addressMin) continue;
       this.#floats[addresses + pairSlot - first] = address;
       words[leaf + pairSlot - first] = SLOT_COMMITTED;

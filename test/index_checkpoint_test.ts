@@ -17,7 +17,6 @@ import {
 import type { DeviceFile } from "../src/device.ts";
 import { MemoryDevice } from "../src/memory_device.ts";
 import { fsDevice } from "../src/fs_device.ts";
-import { IoError } from "../src/errors.ts";
 import { fileBytes, tempDir } from "./_helpers.ts";
 import { forwardingFile, WrappingDevice } from "./_wrapping_device.ts";
 import {
@@ -137,7 +136,7 @@ describe("index checkpoint", () => {
       assert.equal(read.committed.firstSlot, 0);
       assert.equal(read.committed.lastSlot, 2 ** 52);
       assert.ok(read.committed.verify(0, count), `${name}: every chunk is intact`);
-      assert.deepEqual([...read.committed.pairs], pairs, name);
+      assert.deepEqual([...(read.committed.all() ?? [])], pairs, name);
       assert.deepEqual([...read.journal], journal, name);
       assert.equal(readIndexCheckpoint(device, "/log", 8), undefined, "another log's id fails");
     }
@@ -153,60 +152,58 @@ describe("index checkpoint", () => {
     assert.equal(empty.journal.length, 0);
   });
 
-  test("on the file system a checkpoint over 64 KiB is read through a mapping, released after; a smaller one, or on a device that maps nothing, is read", async () => {
+  test("on the file system only the header, journal and directory are read at open; each chunk once, when first used; the file is open until release", async () => {
     using dir = tempDir("hybridlog-index-");
-    const small = new Float64Array([1, 100, 2, 200]);
-    await writeIndexCheckpoint(fsDevice, dir.path, 9, 777, small, [], true);
-    const read = readIndexCheckpoint(fsDevice, dir.path, 9);
-    assert.ok(read);
-    read.release();
-    assert.deepEqual(read.committed.pairs, small, "read into memory: release leaves it alone");
-    const committed = new Float64Array(2 * 5000);
+    const committed = new Float64Array(2 * (2 * CHUNK_PAIRS + 10));
     for (let i = 0; i < committed.length; i += 2) {
       [committed[i], committed[i + 1]] = [i * 3, i * 64];
     }
     const journal = [1, -5, 7, -9];
     await writeIndexCheckpoint(fsDevice, dir.path, 9, 777, committed, journal, true);
-    const mapped = readIndexCheckpoint(fsDevice, dir.path, 9);
-    assert.ok(mapped);
-    assert.equal(mapped.coveredAddress, 777);
-    assert.deepEqual(mapped.committed.pairs, committed);
-    assert.deepEqual([...mapped.journal], journal);
-    mapped.release();
-    assert.equal(
-      mapped.committed.pairs.length,
-      0,
-      "released: the view over the unmapped file is detached",
-    );
-    class NoMapping extends WrappingDevice {
+    const reads: number[] = [];
+    let closes = 0;
+    class Counting extends WrappingDevice {
       protected override wrapFile(file: DeviceFile): DeviceFile {
         return forwardingFile(file, {
-          view: () => {
-            throw new IoError("mmap", "ENODEV", file.path);
+          read: (into, position) => {
+            reads.push(position);
+            return file.read(into, position);
+          },
+          view: () => assert.fail("the checkpoint is never mapped"),
+          close: () => {
+            closes++;
+            file.close();
           },
         });
       }
     }
-    const copied = readIndexCheckpoint(new NoMapping("no-mapping", fsDevice), dir.path, 9);
-    assert.ok(copied);
-    assert.deepEqual(copied.committed.pairs, committed);
-    assert.ok(copied.committed.verify(0, copied.committed.count));
-    copied.release();
-    assert.deepEqual(copied.committed.pairs, committed, "a copy: release leaves it alone");
-    // A damaged byte of a chunk fails that chunk either way; of the journal, the whole file.
+    const read = readIndexCheckpoint(new Counting("counting", fsDevice), dir.path, 9);
+    assert.ok(read);
+    const chunkAt = (chunk: number) => INDEX_CHECKPOINT_HEADER_BYTES + 16 * CHUNK_PAIRS * chunk;
+    const restAt = chunkAt(0) + committed.byteLength;
+    assert.deepEqual(reads, [0, restAt], "the header, then the journal and directory");
+    assert.equal(read.coveredAddress, 777);
+    assert.deepEqual([...read.journal], journal);
+    assert.equal(read.committed.lowerBound(3 * 2 * (CHUNK_PAIRS + 5)), CHUNK_PAIRS + 5);
+    assert.deepEqual(reads.slice(2), [chunkAt(1)], "one chunk, the one searched");
+    assert.deepEqual(read.committed.all(), committed);
+    assert.deepEqual(reads.slice(3), [chunkAt(0), chunkAt(2)], "each chunk read once");
+    assert.equal(closes, 0);
+    read.release();
+    assert.equal(closes, 1);
+    // A damaged byte of a chunk fails that chunk; of the journal, the whole file.
     const path = `${dir.path}/index`;
-    for (const [at, whole] of [[100, false], [64 + 16 * 5000 + 3, true]] as const) {
+    for (const [at, whole] of [[100, false], [restAt + 3, true]] as const) {
       const bytes = fs.readFileSync(path);
       bytes[at] ^= 1;
       fs.writeFileSync(path, bytes);
-      for (const device of [fsDevice, new NoMapping("no-mapping", fsDevice)]) {
-        const damaged = readIndexCheckpoint(device, dir.path, 9);
-        if (whole) assert.equal(damaged, undefined, `byte ${at}`);
-        else {
-          assert.ok(damaged, `byte ${at}: only its chunk is damaged`);
-          assert.equal(damaged.committed.verify(0, damaged.committed.count), false);
-          damaged.release();
-        }
+      const damaged = readIndexCheckpoint(fsDevice, dir.path, 9);
+      if (whole) assert.equal(damaged, undefined, `byte ${at}`);
+      else {
+        assert.ok(damaged, `byte ${at}: only its chunk is damaged`);
+        assert.equal(damaged.committed.verify(0, damaged.committed.count), false);
+        assert.ok(damaged.committed.verify(CHUNK_PAIRS, damaged.committed.count));
+        damaged.release();
       }
       bytes[at] ^= 1;
       fs.writeFileSync(path, bytes);
@@ -309,7 +306,7 @@ describe("index checkpoint", () => {
     const read = readIndexCheckpoint(device, "/log", 6);
     assert.ok(read);
     assert.equal(read.coveredAddress, 5555);
-    assert.deepEqual([...read.committed.pairs], committed);
+    assert.deepEqual([...(read.committed.all() ?? [])], committed);
     assert.deepEqual([...read.journal], journal);
     assert.equal(read.committed.lastSlot, 5000);
     assert.equal(read.committed.lowerBound(3), 2);
