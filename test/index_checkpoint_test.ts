@@ -335,7 +335,8 @@ describe("index checkpoint", () => {
       2 ** 40,
       2 ** 52 + 3,
     ];
-    for (let slot = 100_000; slot < 100_000 + CHUNK_PAIRS + 500; slot++) slots.push(slot);
+    // Six chunks: lookups in a shuffled order read and drop chunks (four are kept at once).
+    for (let slot = 100_000; slot < 100_000 + 5 * CHUNK_PAIRS + 500; slot++) slots.push(slot);
     for (let leaf = 0; leaf < PAIRS_STEP_LEAVES + 10; leaf++) slots.push(200_000 + 64 * leaf + 5);
     slots.sort((a, b) => a - b);
     const committed = new Float64Array(2 * slots.length);
