@@ -141,10 +141,10 @@ export class CheckpointPairs {
     }
     if (low === 0) return 0;
     const chunk = low - 1;
-    const pairs = this.#chunk(chunk);
+    const pairs = this.chunk(chunk);
     if (pairs === null) return -1;
     let from = 0;
-    let to = this.#countOf(chunk);
+    let to = this.countOf(chunk);
     while (from < to) {
       const middle = (from + to) >>> 1;
       if (pairs[2 * middle] < slot) from = middle + 1;
@@ -161,7 +161,7 @@ export class CheckpointPairs {
     if (from >= to) return true;
     const last = Math.floor((to - 1) / this.#chunkPairs);
     for (let chunk = Math.floor(from / this.#chunkPairs); chunk <= last; chunk++) {
-      if (this.#chunk(chunk) === null) return false;
+      if (this.chunk(chunk) === null) return false;
     }
     return true;
   }
@@ -180,7 +180,7 @@ export class CheckpointPairs {
       if (at === chunk * size && this.#leastAddresses[chunk] >= addressMin) {
         least = Math.min(least, this.#leastAddresses[chunk]);
       } else {
-        const pairs = this.#chunk(chunk);
+        const pairs = this.chunk(chunk);
         if (pairs === null) return -1;
         for (let i = at - chunk * size; i < end - chunk * size; i++) {
           const address = pairs[2 * i + 1];
@@ -196,9 +196,9 @@ export class CheckpointPairs {
   all(): Float64Array | undefined {
     const all = new Float64Array(2 * this.count);
     for (let chunk = 0; chunk < this.#firstSlots.length; chunk++) {
-      const pairs = this.#chunk(chunk);
+      const pairs = this.chunk(chunk);
       if (pairs === null) return undefined;
-      all.set(pairs.subarray(0, 2 * this.#countOf(chunk)), 2 * chunk * this.#chunkPairs);
+      all.set(pairs.subarray(0, 2 * this.countOf(chunk)), 2 * chunk * this.#chunkPairs);
     }
     return all;
   }
@@ -215,7 +215,13 @@ export class CheckpointPairs {
     }
   }
 
-  #countOf(chunk: number): number {
+  /** How many chunks. */
+  get chunks(): number {
+    return this.#firstSlots.length;
+  }
+
+  /** How many pairs chunk `chunk` holds. */
+  countOf(chunk: number): number {
     return Math.min(this.#chunkPairs, this.count - chunk * this.#chunkPairs);
   }
 
@@ -227,7 +233,11 @@ export class CheckpointPairs {
     throw new Error(`assertion failed: chunk ${chunk} of the index checkpoint is not read`);
   }
 
-  #chunk(chunk: number): Float64Array | null {
+  /**
+   * The pairs of chunk `chunk` (the first {@linkcode CheckpointPairs.countOf} of the buffer),
+   * read and checked unless kept; `null` if damaged. Valid until the next chunk is read.
+   */
+  chunk(chunk: number): Float64Array | null {
     let victim = 0;
     for (let k = 0; k < CHUNKS_KEPT; k++) {
       if (this.#keptChunk[k] === chunk) {
@@ -241,7 +251,7 @@ export class CheckpointPairs {
       (this.#chunkPairs === CHUNK_PAIRS ? chunkBuffers.pop() : undefined) ??
         new Float64Array(2 * this.#chunkPairs);
     this.#keptChunk[victim] = -1;
-    const bytes = new Uint8Array(pairs.buffer, 0, PAIR_BYTES * this.#countOf(chunk));
+    const bytes = new Uint8Array(pairs.buffer, 0, PAIR_BYTES * this.countOf(chunk));
     if (!this.#load(chunk, bytes)) {
       this.#damaged[chunk] = 1;
       return null;

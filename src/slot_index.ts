@@ -183,31 +183,49 @@ export class SlotIndex {
   }
 
   /**
-   * Takes every leaf of the base into the index, pausing after every
+   * Takes every leaf of the base not taken yet into the index, pausing after every
    * {@linkcode PAIRS_STEP_LEAVES} leaves; the caller detaches the base after. Ends early if the
-   * base is detached meanwhile (a damaged chunk).
+   * base is detached meanwhile (a damaged chunk). One pass over each chunk's pairs with plain
+   * stores, as recovery stored them before the base existed (a lookup per leaf took 80–110 ms
+   * for 1M slots, against 10–15).
    */
   *loadBaseInSteps(): Generator<undefined, void, undefined> {
     const base = this.#base;
     if (base === undefined) return;
     const checkpoint = base.pairs;
-    const count = checkpoint.count;
+    const words = this.words;
+    const floats = this.#floats;
+    let slotMin = base.slotMin();
     let leaves = 0;
-    let block = -1;
-    const chunkPairs = checkpoint.chunkPairs;
-    for (let i = 0; i < count; i++) {
-      if (this.#base !== base) return;
-      // A chunk's pairs are read only once it is checked.
-      if (i % chunkPairs === 0 && !checkpoint.verify(i, Math.min(i + chunkPairs, count))) {
-        base.damaged();
-        return;
+    // The first slot of the current leaf, and its position (−1: taken before, left as it is).
+    let first = -Infinity;
+    let leaf = -1;
+    for (let chunk = 0; chunk < checkpoint.chunks; chunk++) {
+      let pairs = checkpoint.chunk(chunk);
+      if (pairs === null) return base.damaged();
+      const count = checkpoint.countOf(chunk);
+      for (let i = 0; i < count; i++) {
+        const slot = pairs[2 * i];
+        const address = pairs[2 * i + 1];
+        let lane = slot - first;
+        if (!(lane >= 0 && lane < LANES)) {
+          // A new leaf: pauses only here, so no leaf is left half taken across a pause.
+          if (++leaves % PAIRS_STEP_LEAVES === 0) {
+            yield;
+            if (this.#base !== base) return;
+            slotMin = base.slotMin(); // a truncation may have run meanwhile
+            pairs = checkpoint.chunk(chunk); // other lookups may have read other chunks
+            if (pairs === null) return base.damaged();
+          }
+          lane = slot % LANES;
+          first = slot - lane;
+          leaf = this.#find(slot, false) >= 0 ? -1 : -2; // −2: not made yet
+        }
+        if (leaf === -1 || slot < slotMin || address < base.addressMin) continue;
+        if (leaf === -2) leaf = this.#find(slot, true) - lane;
+        floats[(leaf >>> 1) + (LANES >>> 1) + lane] = address;
+        words[leaf + lane] = SLOT_COMMITTED;
       }
-      const slot = checkpoint.slotAt(i);
-      const lane = slot % LANES;
-      if ((slot - lane) / LANES === block) continue;
-      block = (slot - lane) / LANES;
-      this.position(slot, false);
-      if (++leaves % PAIRS_STEP_LEAVES === 0) yield;
     }
   }
 
