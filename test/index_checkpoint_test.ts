@@ -335,8 +335,8 @@ describe("index checkpoint", () => {
       2 ** 40,
       2 ** 52 + 3,
     ];
-    // Six chunks: lookups in a shuffled order read and drop chunks (four are kept at once).
-    for (let slot = 100_000; slot < 100_000 + 5 * CHUNK_PAIRS + 500; slot++) slots.push(slot);
+    // Ten chunks: lookups in a shuffled order read and drop chunks (four are kept at once).
+    for (let slot = 100_000; slot < 100_000 + 9 * CHUNK_PAIRS + 500; slot++) slots.push(slot);
     for (let leaf = 0; leaf < PAIRS_STEP_LEAVES + 10; leaf++) slots.push(200_000 + 64 * leaf + 5);
     slots.sort((a, b) => a - b);
     const committed = new Float64Array(2 * slots.length);
@@ -398,6 +398,51 @@ describe("index checkpoint", () => {
     while (!steps.next().done) pauses++;
     assert.ok(pauses >= 1, `${pauses} pauses`);
     assert.deepEqual(expectedPairs(loaded, Infinity), expectedPairs(expected, Infinity));
+    // Between its steps: lookups that read other chunks, and a truncation that empties slots,
+    // unlinks leaves wholly below it and reuses them for other slots. The load goes on from the
+    // next leaf with the new minimum, and never writes into a reused leaf.
+    let truncatedBelow = slotMin;
+    const racing = new SlotIndex(undefined, 4 * 1024 * 1024);
+    const racingPairs = readIndexCheckpoint(device, "/log", 3)!.committed;
+    racing.attachBase({
+      pairs: racingPairs,
+      slotMin: () => truncatedBelow,
+      addressMin,
+      damaged: () => assert.fail("no chunk is damaged"),
+    });
+    const racingSteps = racing.loadBaseInSteps();
+    assert.equal(racingSteps.next().done, false);
+    let loadedUntil = -1;
+    racing.forEach((slot) => loadedUntil = Math.max(loadedUntil, slot + 1));
+    // The first step ends inside the fourth chunk; these read four others, so it is read again.
+    for (let k = 5; k <= 8; k++) {
+      const slot = 100_000 + k * CHUNK_PAIRS + 100;
+      assert.equal(racing.wordOf(slot), expected.wordOf(slot), `slot ${slot}`);
+    }
+    // Past the slots the first step loaded: the rest of its leaf and later ones are dropped.
+    truncatedBelow = 100_000 + 4 * CHUNK_PAIRS + 7;
+    assert.ok(loadedUntil < truncatedBelow - LEAF_SLOTS, `the first step loaded to ${loadedUntil}`);
+    racing.forEach((slot, word, position) => {
+      if (slot < truncatedBelow) Atomics.store(racing.words, position, SLOT_EMPTY);
+    });
+    const unlinked = racing.unlinkBelow(truncatedBelow);
+    assert.ok(unlinked.length > 0);
+    racing.recycle(unlinked, () => assert.fail("no accepted entry was left"));
+    for (let k = 0; k < unlinked.length; k++) racing.setCommitted(2 ** 45 + k * LEAF_SLOTS, 5);
+    while (!racingSteps.next().done);
+    const want: number[] = [];
+    for (let i = 0; i < committed.length; i += 2) {
+      if (committed[i] >= truncatedBelow && committed[i + 1] >= addressMin) {
+        want.push(committed[i], committed[i + 1]);
+      }
+    }
+    for (let k = 0; k < unlinked.length; k++) want.push(2 ** 45 + k * LEAF_SLOTS, 5);
+    const asPairs = (list: number[]) => {
+      const pairs: string[] = [];
+      for (let i = 0; i < list.length; i += 2) pairs.push(`${list[i]}:${list[i + 1]}`);
+      return pairs.sort();
+    };
+    assert.deepEqual(asPairs(expectedPairs(racing, Infinity)), asPairs(want));
     // A damaged chunk calls `damaged` on the lookup that needs it; after it detaches the base,
     // the lookup goes on in the index alone.
     const bytes = fileBytes(device, "/log/index");
