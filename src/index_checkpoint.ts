@@ -36,8 +36,8 @@ const HEADER_BYTES = 64;
 const PAIR_BYTES = 16;
 const DIRECTORY_ENTRY_BYTES = 24;
 /**
- * Committed pairs per chunk (64 KiB): a first lookup checks one chunk, 5–10 µs here, where
- * checking a whole checkpoint of 1M slots took 2.4–5.6 ms.
+ * Committed pairs per chunk (64 KiB): a first lookup reads and checks one chunk (a `pread` of
+ * 15 µs and a CRC of 1–3 µs here), where checking a whole checkpoint of 1M slots took 2.4–5.6 ms.
  */
 export const CHUNK_PAIRS = 4096;
 
