@@ -247,9 +247,10 @@ export class CheckpointPairs {
       if (this.#keptUse[k] < this.#keptUse[victim]) victim = k;
     }
     if (this.#damaged[chunk] === 1) return null;
+    // Sized by the pairs there are: a header's chunk size is trusted only as far as its CRC.
     const pairs = this.#keptPairs[victim] ??=
       (this.#chunkPairs === CHUNK_PAIRS ? chunkBuffers.pop() : undefined) ??
-        new Float64Array(2 * this.#chunkPairs);
+        new Float64Array(2 * Math.min(this.#chunkPairs, this.count));
     this.#keptChunk[victim] = -1;
     const bytes = new Uint8Array(pairs.buffer, 0, PAIR_BYTES * this.countOf(chunk));
     if (!this.#load(chunk, bytes)) {
