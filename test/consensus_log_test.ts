@@ -591,6 +591,67 @@ describe("ConsensusLog recovery", () => {
     }
   });
 
+  test("after a lazy reopen, background index checkpoints load the old one in steps while commits, reads and truncations go on", async () => {
+    using dir = tempDir();
+    const options = {
+      ...SMALL,
+      segmentSizeBytes: 256 * 1024,
+      indexCheckpointIntervalBytes: 64 * 1024,
+    };
+    const value = (slot: number) => entryBytes(slot % 1000, 20);
+    const count = 40_000;
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path, ...options });
+      for (let first = 0; first < count; first += 5000) {
+        const slots = Array.from({ length: 5000 }, (_, i) => first + i);
+        for (const slot of slots) log.accept(slot, b(1), value(slot));
+        await log.commitMany(slots);
+      }
+    }
+    let truncatedBelow = 0;
+    const coveredAddress = () => fs.readFileSync(`${dir.path}/index`).readDoubleLE(16); // the header's covered address
+    const covered = coveredAddress();
+    {
+      await using log = await ConsensusLog.open({ dir: dir.path, ...options });
+      let next = count;
+      // Commits cross the interval again and again; reads of old slots and truncations run
+      // between the checkpoint's steps.
+      for (let round = 0; round < 12; round++) {
+        const reads = Array.from(
+          { length: 50 },
+          (_, i) => truncatedBelow + ((round * 7919 + i * 613) % (count - truncatedBelow)),
+        );
+        await Promise.all([
+          (async () => {
+            for (let i = 0; i < 400; i++) {
+              log.accept(next, b(1), value(next));
+              await log.commit(next++);
+            }
+          })(),
+          (async () => {
+            for (const slot of reads) {
+              assert.deepEqual(log.readCommitted(slot)?.value, value(slot), `slot ${slot}`);
+              await new Promise((resolve) => setImmediate(resolve));
+            }
+          })(),
+        ]);
+        if (round % 4 === 3) {
+          truncatedBelow += 7000;
+          await log.truncatePrefix(truncatedBelow);
+        }
+      }
+      // Written in the background (stats() would load the old one first: not called here).
+      assert.ok(coveredAddress() > covered, "the checkpoint was rewritten before close");
+    }
+    await using log = await ConsensusLog.open({ dir: dir.path, ...options });
+    const stats = log.stats();
+    assert.equal(stats.committedCount, count + 12 * 400 - truncatedBelow);
+    for (let slot = truncatedBelow - 10; slot < count + 12 * 400; slot += 37) {
+      if (slot < truncatedBelow) assert.equal(log.read(slot), undefined, `slot ${slot}`);
+      else assert.deepEqual(log.readCommitted(slot)?.value, value(slot), `slot ${slot}`);
+    }
+  });
+
   test("an index checkpoint of the earlier format (version 1) is still used at reopen", async () => {
     using dir = tempDir();
     const count = CHUNK_PAIRS + 50;
