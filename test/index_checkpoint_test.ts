@@ -422,7 +422,7 @@ describe("index checkpoint", () => {
     // Past the slots the first step loaded: the rest of its leaf and later ones are dropped.
     truncatedBelow = 100_000 + 4 * CHUNK_PAIRS + 7;
     assert.ok(loadedUntil < truncatedBelow - LEAF_SLOTS, `the first step loaded to ${loadedUntil}`);
-    racing.forEach((slot, word, position) => {
+    racing.forEach((slot, _word, position) => {
       if (slot < truncatedBelow) Atomics.store(racing.words, position, SLOT_EMPTY);
     });
     const unlinked = racing.unlinkBelow(truncatedBelow);
