@@ -906,58 +906,56 @@ export class ConsensusLog {
   };
 
   /**
+   * Runs `steps` to their end, each inside an epoch section; with `inSteps`, lets other work run
+   * between them and gives up (`undefined`) if the log starts closing meanwhile.
+   */
+  async #runSteps<T>(
+    steps: Generator<undefined, T, undefined>,
+    inSteps: boolean,
+  ): Promise<{ value: T } | undefined> {
+    const epochs = this.#slots.epochs;
+    for (;;) {
+      epochs.enter();
+      let step: IteratorResult<undefined, T>;
+      try {
+        step = steps.next();
+      } finally {
+        epochs.exit();
+      }
+      if (step.done) return { value: step.value };
+      if (inSteps) {
+        await nextTurn();
+        if (this.#closing || this.#tail.closed) return undefined;
+      }
+    }
+  }
+
+  /**
    * Writes the index as of the current committed address (an accelerator for reopen). `inSteps`
    * (in the background) lets other work run between steps of 0.2–0.3 ms, and gives up
    * if the log starts closing meanwhile (close writes its own).
    */
   async #writeIndexCheckpoint(inSteps: boolean): Promise<void> {
     const covered = this.#tail.committedUntilAddress;
-    const { index, epochs } = this.#slots;
+    const index = this.#slots.index;
     if (index.base !== undefined) {
       // The new checkpoint lists every committed slot: those still only in the old one first.
-      const loading = index.loadBaseInSteps();
-      for (;;) {
-        epochs.enter();
-        let done: boolean | undefined;
-        try {
-          done = loading.next().done;
-        } finally {
-          epochs.exit();
-        }
-        if (done) break;
-        if (inSteps) {
-          await nextTurn();
-          if (this.#closing || this.#tail.closed) return;
-        }
-      }
+      if (await this.#runSteps(index.loadBaseInSteps(), inSteps) === undefined) return;
       this.#dropBase();
     }
     // Pairs placed after room for the file's header are written without a copy.
     // The truncated slot is durable before truncatePrefix empties a slot or unlinks a leaf: the
     // walk skips leaves wholly below it from its next step on (they may be recycled).
-    const steps = index.committedPairsInSteps(
-      covered,
-      INDEX_CHECKPOINT_HEADER_BYTES,
-      () => this.#hard.state.truncatedBelowSlot,
+    const walked = await this.#runSteps(
+      index.committedPairsInSteps(
+        covered,
+        INDEX_CHECKPOINT_HEADER_BYTES,
+        () => this.#hard.state.truncatedBelowSlot,
+      ),
+      inSteps,
     );
-    let pairs: Float64Array;
-    for (;;) {
-      epochs.enter();
-      let step: IteratorResult<undefined, Float64Array>;
-      try {
-        step = steps.next();
-      } finally {
-        epochs.exit();
-      }
-      if (step.done) {
-        pairs = step.value;
-        break;
-      }
-      if (inSteps) {
-        await nextTurn();
-        if (this.#closing || this.#tail.closed) return;
-      }
-    }
+    if (walked === undefined) return;
+    const pairs = walked.value;
     const journal: number[] = [];
     for (const [slot, address] of this.#journaled) {
       if (address < covered) journal.push(slot, -address - 1);
