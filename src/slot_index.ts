@@ -234,7 +234,7 @@ export class SlotIndex {
    * does not exist and `create` is false. Call inside an epoch section.
    */
   position(slot: number, create: boolean): number {
-    // The last leaf first, as `#find` does: most lookups end here, with no further call.
+    // The last leaf first: most lookups end here, with no further call.
     const lane = slot % LANES;
     if (
       (slot - lane) / LANES === this.#cachedBlock &&
@@ -288,14 +288,15 @@ export class SlotIndex {
     return position;
   }
 
+  /**
+   * The walk of {@linkcode SlotIndex.position} from the root, without the base (its callers have
+   * looked at the last leaf already); caches the leaf it finds.
+   */
   #find(slot: number, create: boolean): number {
     const lane = slot % LANES;
     const block = (slot - lane) / LANES;
     const words = this.words;
     const generation = Atomics.load(words, LEAF_GENERATION);
-    if (block === this.#cachedBlock && generation === this.#cachedGeneration) {
-      return this.#cachedLeaf + lane;
-    }
     const high = Math.floor(block / 0x100_0000);
     const low = block - high * 0x100_0000;
     let node = this.#cachedNode;
