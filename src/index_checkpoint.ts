@@ -402,6 +402,9 @@ export function readIndexCheckpoint(
   }
 }
 
+/** What a version's reader gives {@linkcode readIndexCheckpoint}. */
+type Opened = Pick<IndexCheckpoint, "committed" | "journal">;
+
 /** A count of 16-byte pairs that could fit in `size` bytes (a hostile float fails). */
 function isPairCount(value: number, size: number): boolean {
   return Number.isSafeInteger(value) && value >= 0 && value * PAIR_BYTES <= size;
@@ -412,7 +415,7 @@ function openChunked(
   file: DeviceFile,
   size: number,
   head: Uint8Array,
-): { committed: CheckpointPairs; journal: Float64Array } | undefined {
+): Opened | undefined {
   const header = new DataView(head.buffer);
   const count = header.getFloat64(24, true);
   const journaled = header.getFloat64(32, true);
@@ -466,7 +469,7 @@ function readPairsOnly(
   file: DeviceFile,
   size: number,
   head: Uint8Array,
-): { committed: CheckpointPairs; journal: Float64Array } | undefined {
+): Opened | undefined {
   const header = new DataView(head.buffer);
   const total = header.getFloat64(24, true);
   if (!isPairCount(total, size) || HEADER_BYTES + total * PAIR_BYTES !== size) return undefined;
