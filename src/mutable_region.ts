@@ -55,7 +55,7 @@ const COPY_BY_WORDS_BYTES_MAX = 256;
 const SEQUENCE = 0; // sequence blocks taken so far, low 32 bits
 const SEQUENCE_HIGH = 1;
 const SEQUENCE_BLOCK = 1024;
-const CLAIM_HINT = 2;
+// Word 2 held a claim hint (round-robin claims), no longer used: see #claim.
 const CONTROL_FIXED_WORDS = 16;
 const CHUNK_STRIDE = 16; // words per chunk line
 // Per-chunk fields.
@@ -236,14 +236,18 @@ export class MutableRegion {
   /**
    * Claims a free chunk (or a retired one no thread can still read); -1 if none. The last free
    * chunk is kept for compaction, which needs somewhere to copy live entries to.
+   *
+   * The lowest-numbered chunk first: a steady accept-and-commit workload then cycles through the
+   * same few chunks, whose pages stay faulted in and cached. Claims used to go round the region,
+   * so a new log faulted in every page of it (64 MiB by default) before reusing one: 500k
+   * accepts + commits of 100 B ended at 138–198 MiB RSS against 78–137 MiB, and 100 accepts
+   * took 30–56 µs against 23–43.
    */
   #claim(excludeSelf: boolean, compacting: boolean): number {
     const control = this.#control;
     const count = this.chunkCount;
     if (!compacting && this.#available(excludeSelf) <= 1) return -1;
-    const hint = Atomics.load(control, CLAIM_HINT);
-    for (let i = 0; i < count; i++) {
-      const chunk = (hint + i) % count;
+    for (let chunk = 0; chunk < count; chunk++) {
       const taken = this.#take(chunk, excludeSelf);
       if (taken < 0) continue;
       // Another thread may have claimed between the count above and this take. Whichever of two
@@ -259,7 +263,6 @@ export class MutableRegion {
       Atomics.store(control, this.#field(chunk, CHARGE), this.chunkBytes + 1);
       Atomics.store(control, this.#field(chunk, FILL), 0);
       Atomics.store(control, this.#field(chunk, RUN), 1);
-      Atomics.store(control, CLAIM_HINT, (chunk + 1) % count);
       return chunk;
     }
     return -1;
