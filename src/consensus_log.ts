@@ -827,6 +827,13 @@ export class ConsensusLog {
    * no accepted entry (committed, already frozen, or truncated).
    */
   #freeze(words: Int32Array, position: number): number {
+    if (this.#slots.epochs.solo) {
+      // No other thread can see the index: no compare-and-swap (a fence) per slot.
+      const word = words[position];
+      if (word < 2) return -1;
+      words[position] = -word;
+      return wordOffset(word);
+    }
     let word = Atomics.load(words, position);
     while (word >= 2) {
       const found = Atomics.compareExchange(words, position, word, -word);
@@ -876,11 +883,14 @@ export class ConsensusLog {
     const words = index.words;
     const journaled = this.#journaled;
     const end = this.#frozenTail;
+    const solo = this.#slots.epochs.solo;
     let i = this.#frozenHead;
     for (; i < end && frozen[i + 3] < until; i += FROZEN_FIELDS) {
       const position = frozen[i + 1];
       index.setAddressAt(position, frozen[i + 3]);
-      Atomics.store(words, position, SLOT_COMMITTED);
+      // Workers see the word change; with none (not shared), a plain store.
+      if (solo) words[position] = SLOT_COMMITTED;
+      else Atomics.store(words, position, SLOT_COMMITTED);
       region.free(frozen[i + 2]);
       if (journaled.size > 0) journaled.delete(frozen[i]);
     }
@@ -1028,6 +1038,7 @@ export class ConsensusLog {
     if (this.#handle) return this.#handle;
     // Workers never see the checkpoint: every slot it holds goes into the shared index first.
     this.#loadBase();
+    this.#slots.epochs.share(); // Workers read the index and region from now on
     const requests = new CommitRequests();
     this.#requests = requests;
     const { index, region, control, epochBuffer } = this.#slots;

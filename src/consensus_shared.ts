@@ -282,6 +282,7 @@ export class SharedSlots {
     this.epochs = new EpochTable(new Int32Array(this.epochBuffer), handle === undefined);
     this.epochs.register();
     if (handle === undefined) {
+      this.epochs.beginSolo(); // until the owner shares the log (ConsensusLog.share)
       const index = takeSharedBuffer("index", indexSizeBytes);
       this.index = new SlotIndex(index, indexSizeBytes, true);
       const data = takeSharedBuffer("region", regionBytesFor(regionCapacityBytes));
@@ -364,7 +365,13 @@ export class SharedSlots {
           mine = region.put(slot, round, node, value, this.#onMove);
           if (mine < 0) return AcceptResult.full;
         }
-        const found = Atomics.compareExchange(words, position, word, acceptedWord(mine));
+        let found: number;
+        if (epochs.solo) {
+          // No other thread can change the word before the owner shares the log, but the put's
+          // compaction may have moved the held entry: a plain compare, then a plain store.
+          found = words[position];
+          if (found === word) words[position] = acceptedWord(mine);
+        } else found = Atomics.compareExchange(words, position, word, acceptedWord(mine));
         if (found === word) {
           mine = -1;
           if (word !== SLOT_EMPTY) region.free(wordOffset(word));

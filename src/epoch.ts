@@ -34,6 +34,14 @@ export class EpochTable {
   #words: Int32Array;
   #me = -1;
   #depth = 0;
+  /**
+   * No other thread can see the table (the owner before it shares the log): sections are only
+   * counted, not published. Each publication is a sequentially consistent store (an `xchg` on
+   * x86), two per accept and per read.
+   */
+  #solo = false;
+  /** The epoch this thread's open section entered at, 0 outside (kept in solo mode). */
+  #entered = 0;
 
   /** @param words The table; `create` initialises it (the owner, once). */
   constructor(words: Int32Array, create: boolean) {
@@ -63,6 +71,31 @@ export class EpochTable {
     Atomics.store(this.#words, USED + this.#me, 0);
     this.#me = -1;
     this.#depth = 0;
+    this.#entered = 0;
+  }
+
+  /**
+   * Stops publishing sections while no other thread can see the table: until
+   * {@linkcode EpochTable.share}, only this thread can retire or reuse memory, and it never
+   * waits for itself (`excludeSelf`).
+   */
+  beginSolo(): void {
+    if (this.#depth === 0) this.#solo = true;
+  }
+
+  /** Whether no other thread can see the table yet (see {@linkcode EpochTable.beginSolo}). */
+  get solo(): boolean {
+    return this.#solo;
+  }
+
+  /**
+   * Publishes sections from now on: call before another thread can see the table (a section open
+   * now is published with the epoch it entered at).
+   */
+  share(): void {
+    if (!this.#solo) return;
+    this.#solo = false;
+    if (this.#depth > 0) Atomics.store(this.#words, ENTERED + LINE_WORDS * this.#me, this.#entered);
   }
 
   /** Enters a protected section (nestable). */
@@ -70,13 +103,17 @@ export class EpochTable {
     if (this.#depth++ === 0) {
       // 0 means "outside"; the epoch after a wrap-around to 0 is recorded as 1 (still later).
       const epoch = Atomics.load(this.#words, GLOBAL);
-      Atomics.store(this.#words, ENTERED + LINE_WORDS * this.#me, epoch === 0 ? 1 : epoch);
+      this.#entered = epoch === 0 ? 1 : epoch;
+      if (!this.#solo) Atomics.store(this.#words, ENTERED + LINE_WORDS * this.#me, this.#entered);
     }
   }
 
   /** Leaves a protected section. */
   exit(): void {
-    if (--this.#depth === 0) Atomics.store(this.#words, ENTERED + LINE_WORDS * this.#me, 0);
+    if (--this.#depth === 0) {
+      this.#entered = 0;
+      if (!this.#solo) Atomics.store(this.#words, ENTERED + LINE_WORDS * this.#me, 0);
+    }
   }
 
   /** Starts a new epoch and returns it: memory unlinked before the call retires at it. */
@@ -92,7 +129,10 @@ export class EpochTable {
     const words = this.#words;
     for (let i = 0; i < EPOCH_THREADS_MAX; i++) {
       if (excludeSelf && i === this.#me) continue;
-      const entered = Atomics.load(words, ENTERED + LINE_WORDS * i);
+      // This thread's own epoch from its field: in solo mode it is not published.
+      const entered = i === this.#me
+        ? this.#entered
+        : Atomics.load(words, ENTERED + LINE_WORDS * i);
       // Compared modulo 2^32, so the counter may wrap around.
       if (entered !== 0 && ((entered - epoch) | 0) < 0) return false;
     }

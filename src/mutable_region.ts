@@ -229,7 +229,7 @@ export class MutableRegion {
     // No atomic add: the chunk was charged in full when claimed (only this thread writes FILL).
     this.#control[this.#field(this.#chunk, FILL)] = this.#bump - this.#chunk * this.chunkBytes;
     this.#words[(offset >>> 2) + 1] = size;
-    Atomics.store(this.#words, offset >>> 2, ENTRY_LIVE);
+    this.#words[offset >>> 2] = ENTRY_LIVE;
     return offset;
   }
 
@@ -320,7 +320,7 @@ export class MutableRegion {
       Atomics.store(control, this.#field(first, STATE), CHUNK_SEALED);
       const offset = first * this.chunkBytes;
       this.#words[(offset >>> 2) + 1] = size;
-      Atomics.store(this.#words, offset >>> 2, ENTRY_LIVE);
+      this.#words[offset >>> 2] = ENTRY_LIVE;
       return offset;
     }
     return -1;
@@ -406,12 +406,26 @@ export class MutableRegion {
   /** Frees the entry at `offset` (exactly once, by whoever unlinked it from its slot word). */
   free(offset: number): void {
     const w = offset >>> 2;
-    if (Atomics.compareExchange(this.#words, w, ENTRY_LIVE, ENTRY_FREED) !== ENTRY_LIVE) {
-      throw new Error(`assertion failed: freeing region entry ${offset} that is not live`);
+    const words = this.#words;
+    const size = words[w + 1];
+    const charge = this.#field(Math.floor(offset / this.chunkBytes), CHARGE);
+    let left: number;
+    if (this.#epochs.solo) {
+      // No other thread can see the region: plain stores, no fence per free.
+      if (words[w] !== ENTRY_LIVE) this.#notLive(offset);
+      words[w] = ENTRY_FREED;
+      left = this.#control[charge] -= size;
+    } else {
+      if (Atomics.compareExchange(words, w, ENTRY_LIVE, ENTRY_FREED) !== ENTRY_LIVE) {
+        this.#notLive(offset);
+      }
+      left = Atomics.sub(this.#control, charge, size) - size;
     }
-    const size = this.#words[w + 1];
-    const chunk = Math.floor(offset / this.chunkBytes);
-    if (Atomics.sub(this.#control, this.#field(chunk, CHARGE), size) === size) this.#retire(chunk);
+    if (left === 0) this.#retire(Math.floor(offset / this.chunkBytes));
+  }
+
+  #notLive(offset: number): never {
+    throw new Error(`assertion failed: freeing region entry ${offset} that is not live`);
   }
 
   /** Ends this thread's allocation (its open chunk is sealed). */

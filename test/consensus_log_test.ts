@@ -768,3 +768,61 @@ describe("ConsensusLog recovery", () => {
     }
   });
 });
+
+describe("ConsensusLog before and after share()", () => {
+  test("the owner fences its accepts and commits for Workers only once it has shared the log", async () => {
+    using dir = tempDir();
+    await using log = await ConsensusLog.open({ dir: dir.path });
+    // Every atomic store and compare-and-swap, with the buffer it went to.
+    const calls: { op: string; buffer: ArrayBufferLike }[] = [];
+    const store = Atomics.store;
+    const swap = Atomics.compareExchange;
+    const spy = {
+      store: ((array: Int32Array, index: number, value: number) => {
+        calls.push({ op: "store", buffer: array.buffer });
+        return store(array, index, value);
+      }) as typeof Atomics.store,
+      compareExchange: ((array: Int32Array, index: number, expected: number, value: number) => {
+        calls.push({ op: "compareExchange", buffer: array.buffer });
+        return swap(array, index, expected, value);
+      }) as typeof Atomics.compareExchange,
+    };
+    const watched = async (work: () => Promise<void>) => {
+      calls.length = 0;
+      Object.assign(Atomics, spy);
+      try {
+        await work();
+      } finally {
+        Object.assign(Atomics, { store, compareExchange: swap });
+      }
+      return calls.slice();
+    };
+    const acceptAndCommit = (slot: number) => async () => {
+      log.accept(slot, b(1), entryBytes(slot));
+      assert.equal(log.read(slot)?.committed, false);
+      await log.commitMany([slot, slot + 1000]); // two slots: the batch path
+    };
+    // The index leaves of slots 0–63 and 1000–1063 exist before (making a leaf links it in with
+    // a compare-and-swap, shared or not).
+    log.accept(0, b(1), entryBytes(0));
+    log.accept(1001, b(1), entryBytes(1001));
+    const solo = await watched(acceptAndCommit(1));
+    log.accept(1002, b(1), entryBytes(1002));
+    const handle = log.share();
+    const shared = await watched(acceptAndCommit(2));
+    const on = (list: typeof calls, buffer: ArrayBufferLike, op: string) =>
+      list.filter((call) => call.buffer === buffer && call.op === op).length;
+    // Alone, the owner publishes no epoch section and swaps no slot word: no Worker can look.
+    assert.equal(on(solo, handle.epochs, "store"), 0);
+    assert.equal(on(solo, handle.index, "compareExchange"), 0);
+    assert.equal(on(solo, handle.region.data, "compareExchange"), 0);
+    // Shared, it enters and leaves a section per accept and read, swaps the accepted word in,
+    // freezes both slots, and frees both entries with a compare-and-swap.
+    assert.ok(on(shared, handle.epochs, "store") >= 4, "epoch sections published");
+    assert.equal(on(shared, handle.index, "compareExchange"), 3);
+    assert.equal(on(shared, handle.region.data, "compareExchange"), 2);
+    for (const slot of [1, 2, 1001, 1002]) {
+      assert.deepEqual(log.readCommitted(slot)?.value, entryBytes(slot), `slot ${slot}`);
+    }
+  });
+});
