@@ -98,7 +98,8 @@ const countLabel = (count: number) =>
 
 const NAMES = {
   accept: (bytes: number) => `consensus: ${acceptsPerCall(bytes)} × accept ${sizeLabel(bytes)}`,
-  acceptAtomics: `floor: 1000 × a lock-free accept's atomics + memcpy 100 B`,
+  acceptShared: `consensus: ${acceptsPerCall(VALUE_BYTES)} × accept 100 B, after share()`,
+  acceptAtomics: `floor: 1000 × a shared accept's atomics + memcpy 100 B`,
   commitNone: `consensus: ${COMMITS_PER_CALL} × await commit(), durability "none"`,
   commitData: `consensus: await commit(), durability "data"`,
   readAccepted: `consensus: ${OPS_PER_CALL} × read, accepted slot, random of 100k`,
@@ -180,44 +181,53 @@ const millionLogCopy = shared(async () => {
   return dir;
 }, removeTempDir);
 
-group("accept (no commit in the loop)", () => {
-  for (const valueBytes of VALUE_SIZES) {
-    bench(NAMES.accept(valueBytes), async function* () {
-      const dir = makeTempDir();
-      const sized = valueOf(valueBytes);
-      const perCall = acceptsPerCall(valueBytes);
-      // 90% of the region: one chunk stays free for compaction, and chunk ends go unused.
-      const callsPerRegion = Math.floor(
-        0.9 * MUTABLE_SIZE_BYTES_DEFAULT / (perCall * regionEntrySize(valueBytes)),
-      );
-      const log = await openLog(dir, "none");
-      let drainedUntil = 0;
-      let nextSlot = 0;
-      // Empties the region: commits the accepted slots (no sync), then drops them and their
-      // segments, so the disk does not fill with what a long run accepts.
-      const drain = async () => {
-        await commitSlots(log, drainedUntil, nextSlot, true);
-        await log.truncatePrefix(nextSlot);
-        drainedUntil = nextSlot;
-      };
-      // A long-running log's region has every page faulted in: fill it once, then drain it.
-      for (; nextSlot < callsPerRegion * perCall; nextSlot++) log.accept(nextSlot, ballot, sized);
-      await drain();
-      yield withSetup(async () => {
-        if (nextSlot + perCall - drainedUntil > callsPerRegion * perCall) await drain();
-        nextSlot += perCall;
-        return nextSlot - perCall;
-      }, (first: number) => {
-        for (let n = 0; n < perCall; n++) log.accept(first + n, ballot, sized);
-      });
-      await log.close();
-      removeTempDir(dir);
+/**
+ * Accepts of `valueBytes` with no commit in the loop; `shared`: after `share()`, when the owner
+ * fences every accept for the Workers that may attach (alone, it needs no fence).
+ */
+function acceptBench(valueBytes: number, shared = false) {
+  return async function* () {
+    const dir = makeTempDir();
+    const sized = valueOf(valueBytes);
+    const perCall = acceptsPerCall(valueBytes);
+    // 90% of the region: one chunk stays free for compaction, and chunk ends go unused.
+    const callsPerRegion = Math.floor(
+      0.9 * MUTABLE_SIZE_BYTES_DEFAULT / (perCall * regionEntrySize(valueBytes)),
+    );
+    const log = await openLog(dir, "none");
+    if (shared) log.share();
+    let drainedUntil = 0;
+    let nextSlot = 0;
+    // Empties the region: commits the accepted slots (no sync), then drops them and their
+    // segments, so the disk does not fill with what a long run accepts.
+    const drain = async () => {
+      await commitSlots(log, drainedUntil, nextSlot, true);
+      await log.truncatePrefix(nextSlot);
+      drainedUntil = nextSlot;
+    };
+    // A long-running log's region has every page faulted in: fill it once, then drain it.
+    for (; nextSlot < callsPerRegion * perCall; nextSlot++) log.accept(nextSlot, ballot, sized);
+    await drain();
+    yield withSetup(async () => {
+      if (nextSlot + perCall - drainedUntil > callsPerRegion * perCall) await drain();
+      nextSlot += perCall;
+      return nextSlot - perCall;
+    }, (first: number) => {
+      for (let n = 0; n < perCall; n++) log.accept(first + n, ballot, sized);
     });
-  }
+    await log.close();
+    removeTempDir(dir);
+  };
+}
+
+group("accept (no commit in the loop)", () => {
+  for (const valueBytes of VALUE_SIZES) bench(NAMES.accept(valueBytes), acceptBench(valueBytes));
+  bench(NAMES.acceptShared, acceptBench(VALUE_BYTES, true));
 });
 
 /**
- * The floor of a lock-free accept in shared memory, with no log: the atomics every accept makes
+ * The floor of a lock-free accept in shared memory (a Worker's, or the owner's once it shared the
+ * log; alone, the owner makes none of these), with no log: the atomics every accept makes
  * (announce the epoch: a load and a sequentially consistent store; read the index generation, the
  * slot word and the promise flag: three loads; install the entry: one compare-and-swap; leave the
  * epoch: one store) and the copy of the value into a shared buffer.
@@ -401,7 +411,8 @@ function report(results: Map<string, Stats>, context: RunContext): void {
     ...VALUE_SIZES.map((bytes) =>
       row(`accept ${sizeLabel(bytes)}`, NAMES.accept(bytes), acceptsPerCall(bytes), "ns")
     ),
-    row("floor: an accept's atomics + memcpy 100 B", NAMES.acceptAtomics, 1000, "ns"),
+    row("accept 100 B, after share()", NAMES.acceptShared, acceptsPerCall(VALUE_BYTES), "ns"),
+    row("floor: a shared accept's atomics + memcpy 100 B", NAMES.acceptAtomics, 1000, "ns"),
     row(`commit, no sync ("none")`, NAMES.commitNone, COMMITS_PER_CALL, "µs"),
     row(`commit with sync ("data")`, NAMES.commitData, 1, "µs"),
     row("read uncommitted (random of 100k)", NAMES.readAccepted, OPS_PER_CALL, "ns"),

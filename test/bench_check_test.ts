@@ -164,6 +164,14 @@ function consensusJson(runtime: Runtime, date: string, f: Figures) {
     table: [
       { workload: "accept 10 B", value: 20, unit: "ns", ns: 20, p50Ns: 18 },
       { workload: "accept 100 B", value: f.acceptNs, unit: "ns", ns: f.acceptNs, p50Ns: 20 },
+      { workload: "accept 100 B, after share()", value: 50, unit: "ns", ns: 50, p50Ns: 48 },
+      {
+        workload: "floor: a shared accept's atomics + memcpy 100 B",
+        value: 40,
+        unit: "ns",
+        ns: 40,
+        p50Ns: 39,
+      },
       {
         workload: "open + first read only, 1M entries",
         value: 17,
@@ -363,6 +371,12 @@ describe("npm run bench:check", () => {
     // Deno KV's figure (synced, 100 ns) is not the best non-durable append: node:fs file's is.
     assert.match(line("deno", "1"), /: 10\.42× .*best peer node:fs file 250\.0 ns/);
     assert.match(line("deno", "1"), /left out, their append syncs: Deno KV/);
+    // Context only: the owner's accept once shared, and the floor of such an accept.
+    assert.match(
+      line("deno", "1"),
+      /accept after share\(\) 50\.0 ns → 5\.00× \[deno-consensus\.json: "accept 100 B, after share\(\)"\]/,
+    );
+    assert.match(line("deno", "1"), /floor of a shared accept 40\.0 ns → at most 6\.25×/);
     // 3b: each runtime against its own SQLite (700k / 300k entries/s = 2.33×), said plainly.
     assert.match(
       line("bun", "3b"),
