@@ -1038,7 +1038,7 @@ export class ConsensusLog {
     if (this.#handle) return this.#handle;
     // Workers never see the checkpoint: every slot it holds goes into the shared index first.
     this.#loadBase();
-    this.#slots.epochs.share(); // Workers read the index and region from now on
+    this.#slots.share(); // Workers read the index and region from now on
     const requests = new CommitRequests();
     this.#requests = requests;
     const { index, region, control, epochBuffer } = this.#slots;

@@ -101,6 +101,8 @@ export class SharedControl {
   #ints: Int32Array;
   #floats: Float64Array;
   #text: Uint8Array;
+  /** No other thread can see the control (the owner before `share()`): plain loads. */
+  solo = false;
 
   constructor(buffer = new SharedArrayBuffer(CONTROL_BYTES)) {
     this.buffer = buffer;
@@ -187,6 +189,12 @@ export class SharedControl {
    */
   compareWithPromise(round: number, node: number): number {
     const ints = this.#ints;
+    if (this.solo) {
+      // Only this thread writes the promise: no sequence to check.
+      if (ints[HAS_PROMISE] === 0) return 1;
+      const promisedRound = this.#floats[F_PROMISED_ROUND];
+      return round !== promisedRound ? round - promisedRound : node - (ints[PROMISED_NODE] >>> 0);
+    }
     if (Atomics.load(ints, HAS_PROMISE) === 0) return 1; // once set, never unset
     for (;;) {
       const before = Atomics.load(ints, PROMISE_SEQUENCE);
@@ -282,7 +290,6 @@ export class SharedSlots {
     this.epochs = new EpochTable(new Int32Array(this.epochBuffer), handle === undefined);
     this.epochs.register();
     if (handle === undefined) {
-      this.epochs.beginSolo(); // until the owner shares the log (ConsensusLog.share)
       const index = takeSharedBuffer("index", indexSizeBytes);
       this.index = new SlotIndex(index, indexSizeBytes, true);
       const data = takeSharedBuffer("region", regionBytesFor(regionCapacityBytes));
@@ -292,6 +299,23 @@ export class SharedSlots {
       this.region = new MutableRegion(regionCapacityBytes, this.epochs, handle.region);
     }
     this.control = new SharedControl(handle?.control);
+    if (handle === undefined) {
+      // Until the owner shares the log (see share): no other thread can see any of it.
+      this.epochs.beginSolo();
+      this.index.solo = true;
+      this.control.solo = true;
+    }
+  }
+
+  /**
+   * Owner: from now on other threads may see the index, region, control and epoch table, so
+   * every access goes through `Atomics` (before, plain loads and stores served: no fences).
+   * Call before the buffers leave this thread.
+   */
+  share(): void {
+    this.epochs.share();
+    this.index.solo = false;
+    this.control.solo = false;
   }
 
   /**
@@ -336,7 +360,7 @@ export class SharedSlots {
     try {
       const position = index.position(slot, true);
       const words = index.words;
-      let word = Atomics.load(words, position);
+      let word = epochs.solo ? words[position] : Atomics.load(words, position);
       // A decided slot says so first: the proposer should learn the committed value.
       if (word === SLOT_COMMITTED || word < 0) throw new AlreadyCommittedError(slot, what);
       if (checkPromise && this.control.compareWithPromise(round, node) < 0) {
@@ -400,7 +424,7 @@ export class SharedSlots {
     try {
       const position = index.position(slot, false);
       if (position < 0) return undefined;
-      const word = Atomics.load(index.words, position);
+      const word = epochs.solo ? index.words[position] : Atomics.load(index.words, position);
       if (word === SLOT_EMPTY) return undefined;
       if (word !== SLOT_COMMITTED) {
         const offset = wordOffset(word);

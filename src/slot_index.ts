@@ -114,6 +114,11 @@ export class SlotIndex {
   #spare: number[] = [];
   /** Owner only, before `share()`: committed slots not taken into the index yet. */
   #base: IndexBase | undefined;
+  /**
+   * No other thread can see the index (the owner before `share()`): words are read with plain
+   * loads (an atomic load costs 6–11 ns here, a plain one about 1).
+   */
+  solo = false;
 
   /**
    * Creates an index of `sizeBytes`, or attaches to the `buffer` of an existing one; with `create`,
@@ -238,7 +243,8 @@ export class SlotIndex {
     const lane = slot % LANES;
     if (
       (slot - lane) / LANES === this.#cachedBlock &&
-      Atomics.load(this.words, LEAF_GENERATION) === this.#cachedGeneration
+      (this.solo ? this.words[LEAF_GENERATION] : Atomics.load(this.words, LEAF_GENERATION)) ===
+        this.#cachedGeneration
     ) {
       return this.#cachedLeaf + lane;
     }
@@ -296,12 +302,12 @@ export class SlotIndex {
     const lane = slot % LANES;
     const block = (slot - lane) / LANES;
     const words = this.words;
-    const generation = Atomics.load(words, LEAF_GENERATION);
+    const generation = this.solo ? words[LEAF_GENERATION] : Atomics.load(words, LEAF_GENERATION);
     const high = Math.floor(block / 0x100_0000);
     const low = block - high * 0x100_0000;
     let node = this.#cachedNode;
     if (high !== this.#cachedHigh) {
-      node = Atomics.load(words, ROOT);
+      node = this.solo ? words[ROOT] : Atomics.load(words, ROOT);
       for (const digit of [high >>> 16, (high >>> 8) & 0xff, high & 0xff]) {
         node = this.#child(node, digit, create, INNER_WORDS);
         if (node === 0) return -1;
@@ -323,7 +329,7 @@ export class SlotIndex {
 
   #child(node: number, digit: number, create: boolean, size: number): number {
     const at = node + digit;
-    const child = Atomics.load(this.words, at);
+    const child = this.solo ? this.words[at] : Atomics.load(this.words, at);
     if (child !== 0 || !create) return child;
     const made = size === LEAF_WORDS ? this.#newLeaf() : this.#allocate(size);
     const found = Atomics.compareExchange(this.words, at, 0, made);
@@ -334,7 +340,8 @@ export class SlotIndex {
   /** The current word of `slot` (0 when absent). Call inside an epoch section. */
   wordOf(slot: number): number {
     const position = this.position(slot, false);
-    return position < 0 ? SLOT_EMPTY : Atomics.load(this.words, position);
+    if (position < 0) return SLOT_EMPTY;
+    return this.solo ? this.words[position] : Atomics.load(this.words, position);
   }
 
   /** The durable address stored beside a committed word at `position`. */

@@ -777,7 +777,12 @@ describe("ConsensusLog before and after share()", () => {
     const calls: { op: string; buffer: ArrayBufferLike }[] = [];
     const store = Atomics.store;
     const swap = Atomics.compareExchange;
+    const load = Atomics.load;
     const spy = {
+      load: ((array: Int32Array, index: number) => {
+        calls.push({ op: "load", buffer: array.buffer });
+        return load(array, index);
+      }) as typeof Atomics.load,
       store: ((array: Int32Array, index: number, value: number) => {
         calls.push({ op: "store", buffer: array.buffer });
         return store(array, index, value);
@@ -793,7 +798,7 @@ describe("ConsensusLog before and after share()", () => {
       try {
         await work();
       } finally {
-        Object.assign(Atomics, { store, compareExchange: swap });
+        Object.assign(Atomics, { store, compareExchange: swap, load });
       }
       return calls.slice();
     };
@@ -806,9 +811,13 @@ describe("ConsensusLog before and after share()", () => {
     // a compare-and-swap, shared or not).
     log.accept(0, b(1), entryBytes(0));
     log.accept(1001, b(1), entryBytes(1001));
+    const accept = (slot: number) => () =>
+      Promise.resolve(void log.accept(slot, b(1), entryBytes(slot)));
+    const soloAccept = await watched(accept(3));
     const solo = await watched(acceptAndCommit(1));
     log.accept(1002, b(1), entryBytes(1002));
     const handle = log.share();
+    const sharedAccept = await watched(accept(4));
     const shared = await watched(acceptAndCommit(2));
     const on = (list: typeof calls, buffer: ArrayBufferLike, op: string) =>
       list.filter((call) => call.buffer === buffer && call.op === op).length;
@@ -821,6 +830,12 @@ describe("ConsensusLog before and after share()", () => {
     assert.ok(on(shared, handle.epochs, "store") >= 4, "epoch sections published");
     assert.equal(on(shared, handle.index, "compareExchange"), 3);
     assert.equal(on(shared, handle.region.data, "compareExchange"), 2);
+    // An accept alone reads the index, epoch and control words with plain loads; shared, it
+    // loads them atomically: the leaf generation and the slot word, the epoch, the promise flag.
+    for (const [buffer, atomic] of [[handle.index, 2], [handle.epochs, 1], [handle.control, 1]]) {
+      assert.equal(on(soloAccept, buffer as ArrayBufferLike, "load"), 0);
+      assert.ok(on(sharedAccept, buffer as ArrayBufferLike, "load") >= (atomic as number));
+    }
     for (const slot of [1, 2, 1001, 1002]) {
       assert.deepEqual(log.readCommitted(slot)?.value, entryBytes(slot), `slot ${slot}`);
     }
