@@ -225,6 +225,16 @@ export class CheckpointPairs {
     return Math.min(this.#chunkPairs, this.count - chunk * this.#chunkPairs);
   }
 
+  /** The first slot of chunk `chunk`, from the directory (no read). */
+  firstSlotOf(chunk: number): number {
+    return this.#firstSlots[chunk];
+  }
+
+  /** The least address of chunk `chunk`, from the directory (no read). */
+  leastAddressOf(chunk: number): number {
+    return this.#leastAddresses[chunk];
+  }
+
   /** A kept chunk's pairs (its buffer may run past them). */
   #kept(chunk: number): Float64Array {
     for (let k = 0; k < CHUNKS_KEPT; k++) {

@@ -170,8 +170,9 @@ export class SlotIndex {
    * Owner only, on an index no other thread can see yet (before `share()`): the committed slots of
    * `base` count as set, each leaf's taken from it (and checked) when one of its slots is first
    * looked up. Reopening 1M committed slots took 13–30 ms when they were all stored at open.
-   * {@linkcode SlotIndex.forEach} and the other walks see only the leaves taken so far: load the
-   * rest first with {@linkcode SlotIndex.loadBaseInSteps}.
+   * {@linkcode SlotIndex.counts} counts the base's slots too; {@linkcode SlotIndex.forEach} and
+   * the other walks see only the leaves taken so far: load the rest first with
+   * {@linkcode SlotIndex.loadBaseInSteps}.
    */
   attachBase(base: IndexBase): void {
     this.#base = base;
@@ -232,6 +233,91 @@ export class SlotIndex {
         words[leaf + lane] = SLOT_COMMITTED;
       }
     }
+  }
+
+  /**
+   * Owner only: how many slots are committed and how many accepted (or frozen), counting the
+   * pairs of a base's leaves not taken yet without taking them (see
+   * {@linkcode SlotIndex.attachBase}).
+   */
+  counts(): { committed: number; accepted: number } {
+    const words = this.words;
+    let committed = 0;
+    let accepted = 0;
+    const base = this.#base;
+    const leafSlots: number[] = [];
+    this.forEachLeaf((firstSlot, leaf) => {
+      if (base !== undefined) leafSlots.push(firstSlot);
+      for (let lane = 0; lane < LANES; lane++) {
+        const word = Atomics.load(words, leaf + lane);
+        if (word === SLOT_COMMITTED) committed++;
+        else if (word !== SLOT_EMPTY) accepted++;
+      }
+    });
+    if (base === undefined) return { committed, accepted };
+    const steps = this.#baseCountInSteps(base, leafSlots);
+    let step = steps.next();
+    while (!step.done) step = steps.next();
+    // A damaged chunk: the base's slots went into the index instead.
+    if (this.#base !== base) return this.counts();
+    return { committed: committed + step.value, accepted };
+  }
+
+  /**
+   * How many pairs of `base` stand for slots of leaves not in the index, pausing after reading
+   * {@linkcode PAIRS_STEP_LEAVES} leaves' worth of pairs; −1 if the base is detached meanwhile
+   * (a damaged chunk). `leafSlots` are the first slots of the index's leaves a moment ago, in
+   * order: a chunk that none of them overlaps, wholly at or above both minimums, counts all its
+   * pairs by the directory, unread (1M slots untouched since a reopen: no chunk read). Other
+   * chunks are read, and the index asked about each of their leaves.
+   */
+  *#baseCountInSteps(
+    base: IndexBase,
+    leafSlots: readonly number[],
+  ): Generator<undefined, number, undefined> {
+    const checkpoint = base.pairs;
+    const chunks = checkpoint.chunks;
+    let slotMin = base.slotMin();
+    let count = 0;
+    let read = 0;
+    let next = 0; // the first of leafSlots that may overlap this chunk or a later one
+    for (let chunk = 0; chunk < chunks; chunk++) {
+      const firstSlot = checkpoint.firstSlotOf(chunk);
+      const end = chunk + 1 < chunks ? checkpoint.firstSlotOf(chunk + 1) : checkpoint.lastSlot + 1;
+      if (end <= slotMin) continue;
+      while (next < leafSlots.length && leafSlots[next] + LANES <= firstSlot) next++;
+      const touched = next < leafSlots.length && leafSlots[next] < end;
+      if (
+        !touched && firstSlot >= slotMin && checkpoint.leastAddressOf(chunk) >= base.addressMin
+      ) {
+        count += checkpoint.countOf(chunk);
+        continue;
+      }
+      if (read >= PAIRS_STEP_LEAVES * LANES) {
+        yield;
+        if (this.#base !== base) return -1;
+        slotMin = base.slotMin();
+        read = 0;
+      }
+      const pairs = checkpoint.chunk(chunk);
+      if (pairs === null) {
+        this.#damaged(base);
+        return -1;
+      }
+      const size = checkpoint.countOf(chunk);
+      read += size;
+      let first = -Infinity;
+      let inIndex = false;
+      for (let i = 0; i < size; i++) {
+        const slot = pairs[2 * i];
+        if (slot - first >= LANES) {
+          first = slot - (slot % LANES);
+          inIndex = this.#find(slot, false) >= 0;
+        }
+        if (!inIndex && slot >= slotMin && pairs[2 * i + 1] >= base.addressMin) count++;
+      }
+    }
+    return count;
   }
 
   /**
@@ -461,6 +547,15 @@ export class SlotIndex {
       }
     }
     return at === pairs.length ? pairs : pairs.subarray(0, at);
+  }
+
+  /**
+   * Reports a damaged chunk of `base`, which must detach it (having put its slots in the index
+   * by other means) or throw: a walk that went on with it would meet the same chunk again.
+   */
+  #damaged(base: IndexBase): void {
+    base.damaged();
+    if (this.#base === base) throw new Error("assertion failed: a damaged base is still attached");
   }
 
   #walk(

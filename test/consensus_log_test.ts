@@ -640,7 +640,7 @@ describe("ConsensusLog recovery", () => {
           await log.truncatePrefix(truncatedBelow);
         }
       }
-      // Written in the background (stats() would load the old one first: not called here).
+      // Written in the background.
       assert.ok(coveredAddress() > covered, "the checkpoint was rewritten before close");
     }
     await using log = await ConsensusLog.open({ dir: dir.path, ...options });
