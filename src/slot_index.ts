@@ -171,7 +171,7 @@ export class SlotIndex {
    * `base` count as set, each leaf's taken from it (and checked) when one of its slots is first
    * looked up. Reopening 1M committed slots took 13–30 ms when they were all stored at open.
    * {@linkcode SlotIndex.counts} counts the base's slots too; {@linkcode SlotIndex.forEach} and
-   * the other walks see only the leaves taken so far: load the rest first with
+   * the other walks see only the leaves taken so far: load the rest (or a range's) first with
    * {@linkcode SlotIndex.loadBaseInSteps}.
    */
   attachBase(base: IndexBase): void {
@@ -189,32 +189,38 @@ export class SlotIndex {
   }
 
   /**
-   * Takes every leaf of the base not taken yet into the index, pausing after every
-   * {@linkcode PAIRS_STEP_LEAVES} leaves; the caller detaches the base after. Ends early if the
-   * base is detached meanwhile (a damaged chunk). One pass over each chunk's pairs with plain
-   * stores, as recovery stored them before the base existed (a lookup per leaf took 80–110 ms
-   * for 1M slots, against 10–15).
+   * Takes every leaf of the base not taken yet into the index, or those holding a slot of
+   * `[from, to)`, pausing after every {@linkcode PAIRS_STEP_LEAVES} leaves; the caller detaches
+   * the base after a whole load. Ends early if the base is detached meanwhile (a damaged chunk).
+   * One pass over each chunk's pairs with plain stores, as recovery stored them before the base
+   * existed (a lookup per leaf took 80–110 ms for 1M slots, against 10–15).
    */
-  *loadBaseInSteps(): Generator<undefined, void, undefined> {
+  *loadBaseInSteps(from = 0, to = Infinity): Generator<undefined, void, undefined> {
     const base = this.#base;
     if (base === undefined) return;
     const checkpoint = base.pairs;
     const words = this.words;
     const floats = this.#floats;
+    // Whole leaves: a leaf in the index stands for all its slots from then on.
+    const start = from === 0 ? 0 : checkpoint.lowerBound(from - (from % LANES));
+    if (start < 0) return base.damaged();
     let slotMin = base.slotMin();
     let leaves = 0;
     // The first slot of the current leaf, and its position (−1: taken before, left as it is).
     let first = -Infinity;
     let leaf = -1;
-    for (let chunk = 0; chunk < checkpoint.chunks; chunk++) {
+    const chunkPairs = checkpoint.chunkPairs;
+    for (let chunk = Math.floor(start / chunkPairs); chunk < checkpoint.chunks; chunk++) {
       let pairs = checkpoint.chunk(chunk);
       if (pairs === null) return base.damaged();
       const count = checkpoint.countOf(chunk);
-      for (let i = 0; i < count; i++) {
+      for (let i = Math.max(0, start - chunk * chunkPairs); i < count; i++) {
         const slot = pairs[2 * i];
         const address = pairs[2 * i + 1];
         let lane = slot - first;
         if (!(lane >= 0 && lane < LANES)) {
+          lane = slot % LANES;
+          if (slot - lane >= to) return;
           // A new leaf: pauses only here, so no leaf is left half taken across a pause.
           if (++leaves % PAIRS_STEP_LEAVES === 0) {
             yield;
@@ -223,7 +229,6 @@ export class SlotIndex {
             pairs = checkpoint.chunk(chunk); // other lookups may have read other chunks
             if (pairs === null) return base.damaged();
           }
-          lane = slot % LANES;
           first = slot - lane;
           leaf = this.#find(slot, false) >= 0 ? -1 : -2; // −2: not made yet
         }

@@ -1,6 +1,6 @@
 /**
  * The slot index's walks over a reopened log's checkpoint (its base) that take no leaf from it:
- * the counts.
+ * the counts, and the load of a slot range.
  *
  * @module
  */
@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { CHUNK_PAIRS, readIndexCheckpoint, writeIndexCheckpoint } from "../src/index_checkpoint.ts";
 import type { DeviceFile } from "../src/device.ts";
 import { MemoryDevice } from "../src/memory_device.ts";
-import { acceptedWord, PAIRS_STEP_LEAVES, SlotIndex } from "../src/slot_index.ts";
+import { acceptedWord, LEAF_SLOTS, PAIRS_STEP_LEAVES, SlotIndex } from "../src/slot_index.ts";
 import { forwardingFile, WrappingDevice } from "./_wrapping_device.ts";
 
 const INDEX_BYTES = 8 * 1024 * 1024;
@@ -136,5 +136,43 @@ describe("slot index with a base", () => {
     assert.deepEqual(checkpoint.chunksRead(truncated), [2], "only the chunk the truncation cuts");
     truncatedBelow = 2 ** 40;
     assert.deepEqual(truncated.counts(), { committed: 2, accepted: 0 });
+  });
+  test("loadBaseInSteps(from, to) takes only the leaves holding a slot of the range; the base serves the rest", async () => {
+    const slots = baseSlots();
+    const checkpoint = await checkpointOf(slots);
+    const whole = loaded(checkpoint.attach());
+    for (
+      const [from, to] of [
+        [66, 67],
+        [1000 + CHUNK_PAIRS - 3, 1000 + 2 * CHUNK_PAIRS + 70],
+        [100_000 + 64 * 100, 100_000 + 64 * 100 + 9],
+        [100_000 + 64 * 100, 100_000 + 64 * 100 + 10],
+        [100_000 + 64 * 100 + 10, 100_000 + 64 * 300],
+        [2 ** 40, Infinity],
+      ]
+    ) {
+      const index = checkpoint.attach();
+      let pauses = 0;
+      const steps = index.loadBaseInSteps(from, to);
+      while (!steps.next().done) pauses++;
+      assert.ok(index.base !== undefined, "the base stays attached");
+      const taken: number[] = [];
+      index.forEachLeaf((firstSlot) => taken.push(firstSlot));
+      const want = new Set<number>();
+      for (const slot of slots) {
+        const first = slot - (slot % LEAF_SLOTS);
+        if (first + LEAF_SLOTS > from && first < to && whole.position(slot, false) >= 0) {
+          want.add(first);
+        }
+      }
+      assert.deepEqual(taken, [...want], `[${from}, ${to})`);
+      assert.equal(pauses, Math.floor(want.size / PAIRS_STEP_LEAVES), `[${from}, ${to})`);
+      // The taken leaves hold what a whole load gives them, and every other slot reads the same.
+      index.forEach((slot, word, position) => {
+        assert.equal(word, whole.wordOf(slot), `slot ${slot}`);
+        assert.equal(index.addressAt(position), whole.addressAt(whole.position(slot, false)));
+      });
+      for (const slot of slots) assert.equal(index.wordOf(slot), whole.wordOf(slot), `${slot}`);
+    }
   });
 });
