@@ -170,9 +170,9 @@ export class SlotIndex {
    * Owner only, on an index no other thread can see yet (before `share()`): the committed slots of
    * `base` count as set, each leaf's taken from it (and checked) when one of its slots is first
    * looked up. Reopening 1M committed slots took 13–30 ms when they were all stored at open.
-   * {@linkcode SlotIndex.counts} counts the base's slots too; {@linkcode SlotIndex.forEach} and
-   * the other walks see only the leaves taken so far: load the rest (or a range's) first with
-   * {@linkcode SlotIndex.loadBaseInSteps}.
+   * {@linkcode SlotIndex.counts} and {@linkcode SlotIndex.committedPairsInSteps} count and list
+   * the base's slots too; {@linkcode SlotIndex.forEach} and the other walks see only the leaves
+   * taken so far: load the rest (or a range's) first with {@linkcode SlotIndex.loadBaseInSteps}.
    */
   attachBase(base: IndexBase): void {
     this.#base = base;
@@ -501,12 +501,20 @@ export class SlotIndex {
    * slots a truncation emptied before they were reached, or list some emptied after; recovery
    * drops pairs below the truncated slot. The buffer may end past the pairs (by 16 B per slot
    * truncated between the count and the listing).
+   *
+   * With a base attached, the pairs of the leaves not taken from it are merged in from its
+   * chunks rather than taken into the index (see {@linkcode SlotIndex.attachBase}): the list is
+   * the one a whole load followed by this walk would give.
    */
   *committedPairsInSteps(
     addressEnd: number,
     offsetBytes = 0,
     slotMin: () => number = () => 0,
   ): Generator<undefined, Float64Array, undefined> {
+    const base = this.#base;
+    if (base !== undefined) {
+      return yield* this.#mergedPairsInSteps(base, addressEnd, offsetBytes, slotMin);
+    }
     const leaves: number[] = [];
     this.forEachLeaf((firstSlot, leaf) => {
       leaves.push(firstSlot, leaf);
@@ -549,6 +557,131 @@ export class SlotIndex {
         }
         pairs[at++] = firstSlot + lane;
         pairs[at++] = address;
+      }
+    }
+    return at === pairs.length ? pairs : pairs.subarray(0, at);
+  }
+
+  /**
+   * {@linkcode SlotIndex.committedPairsInSteps} with `base` attached: the index's committed pairs
+   * merged, leaf by leaf in slot order, with the base's pairs of leaves the index does not hold,
+   * read a chunk at a time. Whether a leaf is in the index is asked as it is listed, since
+   * between steps lookups take leaves from the base and a truncation unlinks some (those wholly
+   * below `slotMin()`, whose pairs are all skipped either way); either way its pairs are the
+   * same, and a leaf made after the walk passed it holds only commits at `addressEnd` or later.
+   * If the base is detached meanwhile (a damaged chunk replaced, or a whole load), every slot is
+   * in the index: the walk starts over without it.
+   */
+  *#mergedPairsInSteps(
+    base: IndexBase,
+    addressEnd: number,
+    offsetBytes: number,
+    slotMin: () => number,
+  ): Generator<undefined, Float64Array, undefined> {
+    const checkpoint = base.pairs;
+    const restart = () => this.committedPairsInSteps(addressEnd, offsetBytes, slotMin);
+    const words = this.words;
+    const floats = this.#floats;
+    // Counted first, the base's leaves before the index's: a leaf taken from the base between
+    // the two is counted twice (the buffer is an upper bound), never not at all.
+    const leafSlots: number[] = [];
+    this.forEachLeaf((firstSlot) => {
+      leafSlots.push(firstSlot);
+    });
+    let count = yield* this.#baseCountInSteps(base, leafSlots);
+    if (this.#base !== base) return yield* restart();
+    const leaves: number[] = [];
+    this.forEachLeaf((firstSlot, leaf) => {
+      leaves.push(firstSlot, leaf);
+    });
+    let below = slotMin();
+    for (let i = 0; i < leaves.length; i += 2) {
+      if (i !== 0 && i % (PAIRS_STEP_LEAVES * 2) === 0) {
+        yield;
+        if (this.#base !== base) return yield* restart();
+        below = slotMin();
+      }
+      if (leaves[i] + LANES <= below) continue;
+      const leaf = leaves[i + 1];
+      const addresses = (leaf >>> 1) + (LANES >>> 1);
+      for (let lane = 0; lane < LANES; lane++) {
+        if (words[leaf + lane] === SLOT_COMMITTED && floats[addresses + lane] < addressEnd) count++;
+      }
+    }
+    const pairs = new Float64Array(new ArrayBuffer(offsetBytes + count * 16), offsetBytes);
+    let at = 0;
+    const overflow = (): never => {
+      throw new Error("assertion failed: more committed slots below the address than counted");
+    };
+    // The base's cursor: pair `i` of chunk `chunk` (of `size` pairs), and the index's (`t`, into
+    // the leaves found when counting: a leaf made since holds base pairs or new commits only).
+    const chunks = checkpoint.chunks;
+    let chunk = 0;
+    let i = 0;
+    let size = checkpoint.countOf(0);
+    let chunkPairs = chunks === 0 ? null : checkpoint.chunk(0);
+    if (chunks > 0 && chunkPairs === null) {
+      this.#damaged(base);
+      return yield* restart();
+    }
+    let t = 0;
+    let walked = 0;
+    let baseSlotMin = base.slotMin();
+    for (;;) {
+      const fromLeaves = t < leaves.length ? leaves[t] : Infinity;
+      const next = chunk < chunks ? chunkPairs![2 * i] : -1;
+      const first = Math.min(fromLeaves, next < 0 ? Infinity : next - (next % LANES));
+      if (first === Infinity) break;
+      // Pauses only between leaves, so a leaf is listed from one source.
+      if (walked++ % PAIRS_STEP_LEAVES === 0) {
+        yield;
+        if (this.#base !== base) return yield* restart();
+        below = slotMin();
+        baseSlotMin = base.slotMin();
+        if (chunk < chunks) {
+          chunkPairs = checkpoint.chunk(chunk); // lookups may have read other chunks
+          if (chunkPairs === null) {
+            this.#damaged(base);
+            return yield* restart();
+          }
+        }
+      }
+      if (first === fromLeaves) t += 2;
+      const leaf = this.#find(first, false);
+      const live = first + LANES > below;
+      if (leaf >= 0 && live) {
+        const addresses = (leaf >>> 1) + (LANES >>> 1);
+        for (let lane = 0; lane < LANES; lane++) {
+          if (words[leaf + lane] !== SLOT_COMMITTED) continue;
+          const address = floats[addresses + lane];
+          if (address >= addressEnd) continue;
+          if (at === pairs.length) overflow();
+          pairs[at++] = first + lane;
+          pairs[at++] = address;
+        }
+      }
+      // The base's pairs of this leaf: listed if the index has no leaf for them, else passed.
+      while (chunk < chunks) {
+        const slot = chunkPairs![2 * i];
+        if (slot >= first + LANES) break;
+        const address = chunkPairs![2 * i + 1];
+        if (
+          leaf < 0 && live && slot >= baseSlotMin && address >= base.addressMin &&
+          address < addressEnd
+        ) {
+          if (at === pairs.length) overflow();
+          pairs[at++] = slot;
+          pairs[at++] = address;
+        }
+        if (++i < size) continue;
+        i = 0;
+        if (++chunk === chunks) break;
+        size = checkpoint.countOf(chunk);
+        chunkPairs = checkpoint.chunk(chunk);
+        if (chunkPairs === null) {
+          this.#damaged(base);
+          return yield* restart();
+        }
       }
     }
     return at === pairs.length ? pairs : pairs.subarray(0, at);

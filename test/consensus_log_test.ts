@@ -11,9 +11,12 @@ import {
   RegionFullError,
   SlotNotFoundError,
 } from "../mod.ts";
-import { entryBytes, fingerprint, seededRandom, tempDir } from "./_helpers.ts";
+import { entryBytes, fileBytes, fingerprint, seededRandom, tempDir } from "./_helpers.ts";
+import { forwardingFile, WrappingDevice } from "./_wrapping_device.ts";
 import { CHUNK_PAIRS, INDEX_CHECKPOINT_HEADER_BYTES } from "../src/index_checkpoint.ts";
 import { checksum } from "../src/checksum.ts";
+import type { DeviceFile } from "../src/device.ts";
+import { MemoryDevice } from "../src/memory_device.ts";
 
 /** How many slots of `[from, to)` are not gaps. */
 function expected(from: number, to: number, gap: (slot: number) => boolean): number {
@@ -591,7 +594,7 @@ describe("ConsensusLog recovery", () => {
     }
   });
 
-  test("after a lazy reopen, background index checkpoints load the old one in steps while commits, reads and truncations go on", async () => {
+  test("after a lazy reopen, background index checkpoints merge the old one in steps while commits, reads and truncations go on", async () => {
     using dir = tempDir();
     const options = {
       ...SMALL,
@@ -640,7 +643,7 @@ describe("ConsensusLog recovery", () => {
           await log.truncatePrefix(truncatedBelow);
         }
       }
-      // Written in the background.
+      // Written in the background, with the old checkpoint's slots merged in from it.
       assert.ok(coveredAddress() > covered, "the checkpoint was rewritten before close");
     }
     await using log = await ConsensusLog.open({ dir: dir.path, ...options });
@@ -839,5 +842,149 @@ describe("ConsensusLog before and after share()", () => {
     for (const slot of [1, 2, 1001, 1002]) {
       assert.deepEqual(log.readCommitted(slot)?.value, entryBytes(slot), `slot ${slot}`);
     }
+  });
+});
+
+/** A device whose index checkpoint files open for reading are kept track of, with their reads. */
+class IndexFiles extends WrappingDevice {
+  /** The open files of the index checkpoint (not its temp file), with their reads so far. */
+  readonly files = new Set<{ reads: number }>();
+
+  protected override wrapFile(file: DeviceFile, path: string): DeviceFile {
+    if (!path.endsWith("/index")) return forwardingFile(file);
+    const handle = { reads: 0 };
+    this.files.add(handle);
+    return forwardingFile(file, {
+      read: (into, position) => {
+        handle.reads++;
+        return file.read(into, position);
+      },
+      close: () => {
+        this.files.delete(handle);
+        file.close();
+      },
+    });
+  }
+}
+
+/** The value of `slot` in the logs of the lazy-reopen tests. */
+const lazyValue = (slot: number) => entryBytes(slot % 1000, 20);
+
+/** A closed log in `/log` of `count` committed slots (0 to `count` − 1), on a new device. */
+async function committedLog(count: number): Promise<MemoryDevice> {
+  const device = new MemoryDevice();
+  const log = await ConsensusLog.open({ dir: "/log", device, ...SMALL });
+  for (let first = 0; first < count; first += 2000) {
+    const slots = Array.from({ length: Math.min(2000, count - first) }, (_, i) => first + i);
+    for (const slot of slots) log.accept(slot, b(1), lazyValue(slot));
+    await log.commitMany(slots);
+  }
+  await log.close();
+  return device;
+}
+
+/** Commits `slots` (new ones) in one batch. */
+async function commitNew(log: ConsensusLog, slots: number[]): Promise<void> {
+  for (const slot of slots) log.accept(slot, b(1), lazyValue(slot));
+  await log.commitMany(slots);
+}
+
+/** Waits (a turn at a time, 2000 at most) until `log` has written `count` index checkpoints. */
+async function indexCheckpoints(log: ConsensusLog, count: number): Promise<void> {
+  for (let turn = 0; turn < 2000 && log.stats().indexCheckpoints < count; turn++) {
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  assert.equal(log.stats().indexCheckpoints, count);
+}
+
+describe("ConsensusLog after a lazy reopen", () => {
+  test("close's index checkpoint, stats() and committed(range) take no leaf that was never looked up; the checkpoint is the one a whole load writes", async () => {
+    const count = 20_000;
+    const device = await committedLog(count);
+    const truncatedBelow = 4321; // cuts a leaf
+    // The same work on two copies of the log: one loads every slot first (committed() with no
+    // range), one is left lazy.
+    const work = async (copy: MemoryDevice, loadAll: boolean) => {
+      const log = await ConsensusLog.open({ dir: "/log", device: copy, ...SMALL });
+      if (loadAll) assert.equal([...log.committed()].length, count);
+      for (const slot of [10, 4400, 12_345, 19_999]) {
+        assert.deepEqual(log.readCommitted(slot)?.value, lazyValue(slot), `slot ${slot}`);
+      }
+      await commitNew(log, Array.from({ length: 300 }, (_, i) => count + 3 * i));
+      log.accept(count + 1, b(1), lazyValue(0)); // accepted, never committed
+      log.accept(count + 2000, b(1), lazyValue(0));
+      await log.truncatePrefix(truncatedBelow);
+      await commitNew(log, [count + 1000, count + 1001]);
+      const before = log.stats();
+      const listed = [...log.committed({ from: 9000, to: 9100 })].map((entry) => entry.slot);
+      const after = log.stats();
+      await log.close();
+      return { before, after, listed, index: fileBytes(copy, "/log/index") };
+    };
+    const lazyCopy = device.crash();
+    const lazy = await work(lazyCopy, false);
+    const whole = await work(device.crash(), true);
+    assert.deepEqual(lazy.index, whole.index, "the same checkpoint file");
+    const committed = count - truncatedBelow + 302;
+    for (const stats of [lazy.before, lazy.after, whole.before]) {
+      assert.deepEqual([stats.committedCount, stats.acceptedCount], [committed, 2]);
+    }
+    assert.deepEqual(lazy.listed, Array.from({ length: 100 }, (_, i) => 9000 + i));
+    assert.deepEqual(whole.listed, lazy.listed);
+    // 20k slots are 313 leaves of 768 B; the lazy log holds the few it looked up or committed to.
+    assert.ok(whole.before.indexBytes > 240_000, `${whole.before.indexBytes} index bytes`);
+    assert.ok(lazy.before.indexBytes < 32 * 1024, `${lazy.before.indexBytes} index bytes`);
+    // The listed range spans three leaves.
+    const grown = lazy.after.indexBytes - lazy.before.indexBytes;
+    assert.ok(grown > 0 && grown <= 3 * 768, `committed({ from, to }) took ${grown} bytes`);
+    // The checkpoint covers everything, and every slot reads back.
+    const log = await ConsensusLog.open({ dir: "/log", device: lazyCopy, ...SMALL });
+    try {
+      assert.equal(log.stats().recoveryReplayedBytes, 0);
+      for (let slot = truncatedBelow - 5; slot < count; slot += 7) {
+        if (slot < truncatedBelow) assert.equal(log.read(slot), undefined);
+        else assert.deepEqual(log.readCommitted(slot)?.value, lazyValue(slot), `slot ${slot}`);
+      }
+    } finally {
+      await log.close();
+    }
+  });
+
+  test("a damaged chunk of the old checkpoint met by the merge is replaced by a scan of the log; the new checkpoint lists every slot", async () => {
+    const count = 3 * CHUNK_PAIRS + 100;
+    const memory = await committedLog(count);
+    // A byte of chunk 1, which nothing but the merge reads.
+    const bytes = fileBytes(memory, "/log/index");
+    bytes[INDEX_CHECKPOINT_HEADER_BYTES + 16 * (CHUNK_PAIRS + 50)] ^= 0x20;
+    memory.remove("/log/index");
+    const file = memory.open("/log/index", { create: true });
+    file.write(bytes, 0);
+    file.close();
+    const device = new IndexFiles("index-files", memory);
+    const options = { dir: "/log", device, ...SMALL, indexCheckpointIntervalBytes: 64 * 1024 };
+    {
+      await using log = await ConsensusLog.open(options);
+      assert.deepEqual(log.readCommitted(10)?.value, lazyValue(10));
+      assert.deepEqual(log.readCommitted(count - 1)?.value, lazyValue(count - 1));
+      assert.equal(log.stats().committedCount, count, "counted from the directory");
+      assert.equal(log.stats().recoveryReplayedBytes, 0, "no chunk found damaged yet");
+      await log.truncatePrefix(70);
+      let next = count;
+      for (let batch = 0; batch < 3; batch++) {
+        await commitNew(log, Array.from({ length: 400 }, () => next++));
+      }
+      await indexCheckpoints(log, 1);
+      const stats = log.stats();
+      assert.ok(stats.recoveryReplayedBytes > 0, "the merge found the damage, and scanned");
+      assert.equal(stats.committedCount, count - 70 + 1200);
+      assert.equal(device.files.size, 0, "every slot is in the index: no checkpoint attached");
+    }
+    await using log = await ConsensusLog.open(options);
+    assert.equal(log.stats().recoveryReplayedBytes, 0);
+    assert.equal(log.stats().committedCount, count - 70 + 1200);
+    for (const entry of log.committed({ from: 60, to: count })) {
+      assert.deepEqual(entry.value, lazyValue(entry.slot), `slot ${entry.slot}`);
+    }
+    assert.equal([...log.committed({ from: 60, to: count })].length, count - 70);
   });
 });

@@ -1,6 +1,6 @@
 /**
  * The slot index's walks over a reopened log's checkpoint (its base) that take no leaf from it:
- * the counts, and the load of a slot range.
+ * the merged list of committed pairs, the counts, and the load of a slot range.
  *
  * @module
  */
@@ -9,7 +9,15 @@ import assert from "node:assert/strict";
 import { CHUNK_PAIRS, readIndexCheckpoint, writeIndexCheckpoint } from "../src/index_checkpoint.ts";
 import type { DeviceFile } from "../src/device.ts";
 import { MemoryDevice } from "../src/memory_device.ts";
-import { acceptedWord, LEAF_SLOTS, PAIRS_STEP_LEAVES, SlotIndex } from "../src/slot_index.ts";
+import {
+  acceptedWord,
+  LEAF_SLOTS,
+  PAIRS_STEP_LEAVES,
+  SLOT_COMMITTED,
+  SLOT_EMPTY,
+  SlotIndex,
+} from "../src/slot_index.ts";
+import { fileBytes } from "./_helpers.ts";
 import { forwardingFile, WrappingDevice } from "./_wrapping_device.ts";
 
 const INDEX_BYTES = 8 * 1024 * 1024;
@@ -109,7 +117,122 @@ function run<T>(steps: Generator<undefined, T, undefined>): T {
 }
 
 /** `pairs` (slot, address, …) as sorted "slot:address" strings, for comparing sets. */
+function asPairs(pairs: ArrayLike<number>): string[] {
+  const list: string[] = [];
+  for (let i = 0; i < pairs.length; i += 2) list.push(`${pairs[i]}:${pairs[i + 1]}`);
+  return list.sort();
+}
+
 describe("slot index with a base", () => {
+  test("committedPairs merges the base's untouched leaves: the list of a whole load, no leaf taken", async () => {
+    const checkpoint = await checkpointOf(baseSlots());
+    for (const addressEnd of [0, 950, 5e6, Infinity]) {
+      const index = checkpoint.attach();
+      touch(index);
+      const bytes = index.sizeBytes;
+      const merged = index.committedPairs(addressEnd, 64);
+      assert.equal(index.sizeBytes, bytes, `below ${addressEnd}: no leaf taken`);
+      assert.ok(index.base !== undefined, "the base stays attached");
+      assert.equal(merged.byteOffset, 64);
+      const whole = checkpoint.attach();
+      touch(whole);
+      const want = loaded(whole).committedPairs(addressEnd);
+      assert.deepEqual([...merged], [...want], `below ${addressEnd}`);
+      if (addressEnd === 5e6) {
+        assert.ok(want.length > 2 * 3 * CHUNK_PAIRS);
+        assert.equal(merged.buffer.byteLength, 64 + merged.byteLength, "counted exactly");
+      }
+    }
+  });
+
+  test("the merged walk pauses between leaves; lookups, accepts, commits and a truncation between its steps leave the right pairs", async () => {
+    const checkpoint = await checkpointOf(baseSlots());
+    const addressEnd = 5e6;
+    let truncatedBelow = SLOT_MIN;
+    const index = checkpoint.attach(() => truncatedBelow);
+    touch(index);
+    const steps = index.committedPairsInSteps(addressEnd, 0, () => truncatedBelow);
+    const sparse = (leaf: number) => 100_000 + 64 * leaf + 9;
+    let pauses = 0;
+    let step = steps.next();
+    for (; !step.done; step = steps.next()) {
+      pauses++;
+      if (pauses === 2) {
+        // Leaves taken from the base by lookups, in every chunk, behind the walk and ahead.
+        for (let k = 0; k < 3; k++) index.wordOf(1000 + k * CHUNK_PAIRS + 300);
+        index.wordOf(sparse(PAIRS_STEP_LEAVES + 30));
+        index.wordOf(sparse(5 * PAIRS_STEP_LEAVES));
+        // Commits at or past the covered address, in a new leaf and in one just taken.
+        index.setCommitted(7_000_000, addressEnd + 1);
+        index.setCommitted(sparse(PAIRS_STEP_LEAVES + 30) + 1, addressEnd + 2);
+      }
+      if (pauses === 3) {
+        // A truncation ahead of the walk: slots below emptied, leaves wholly below unlinked and
+        // reused for other slots, with commits the walk would list if it read them as the old.
+        truncatedBelow = sparse(4 * PAIRS_STEP_LEAVES) + 1; // cuts that leaf
+        index.forEach((slot, word, position) => {
+          if (slot < truncatedBelow && word === SLOT_COMMITTED) {
+            Atomics.store(index.words, position, SLOT_EMPTY);
+          }
+        });
+        const unlinked = index.unlinkBelow(truncatedBelow);
+        assert.ok(unlinked.length > 5, `${unlinked.length} leaves unlinked`);
+        index.recycle(unlinked, () => {});
+        for (let k = 0; k < unlinked.length; k++) index.setCommitted(2 ** 45 + k * 64, 5);
+      }
+    }
+    assert.ok(pauses >= 6, `${pauses} pauses`);
+    // Every pair at or above the truncated slot a whole load gives, and some below it.
+    const whole = checkpoint.attach();
+    touch(whole);
+    const want = [...loaded(whole).committedPairs(addressEnd)];
+    const pairs = [...step.value];
+    for (let i = 2; i < pairs.length; i += 2) assert.ok(pairs[i] > pairs[i - 2], "slot order");
+    const kept = pairs.filter((_, i, all) => all[i - (i % 2)] >= truncatedBelow);
+    assert.deepEqual(kept, want.filter((_, i, all) => all[i - (i % 2)] >= truncatedBelow));
+    assert.ok(kept.length > 0 && pairs.length > kept.length);
+    // Below it, pairs the walk had listed before the truncation: none of slots it reached later.
+    const all = new Set(asPairs(want));
+    const listed = pairs.slice(0, pairs.length - kept.length);
+    for (const pair of asPairs(listed)) {
+      assert.ok(all.has(pair), `${pair}, below the truncation, is a committed pair`);
+    }
+    assert.ok(listed[listed.length - 2] < sparse(2 * PAIRS_STEP_LEAVES), `${listed.at(-2)} listed`);
+  });
+
+  test("a damaged chunk met by the merged walk is replaced, and the walk lists every slot from the index", async () => {
+    const checkpoint = await checkpointOf(baseSlots());
+    const whole = checkpoint.attach();
+    touch(whole);
+    const want = loaded(whole).committedPairs(5e6);
+    const file = fileBytes(checkpoint.memory, "/log/index");
+    file[64 + 16 * (2 * CHUNK_PAIRS + 5)] ^= 1; // chunk 2, which touch() does not read
+    checkpoint.memory.remove("/log/index");
+    const handle = checkpoint.memory.open("/log/index", { create: true });
+    handle.write(file, 0);
+    handle.close();
+    let calls = 0;
+    const index: SlotIndex = checkpoint.attach(undefined, () => {
+      // As the log does: the base's slots go into the leaves not taken, found elsewhere.
+      calls++;
+      index.detachBase();
+      const committed = checkpoint.committed;
+      const missing = new Map<number, boolean>();
+      for (let i = 0; i < committed.length; i += 2) {
+        const slot = committed[i];
+        if (slot < SLOT_MIN || committed[i + 1] < ADDRESS_MIN) continue;
+        const leaf = slot - (slot % LEAF_SLOTS);
+        if (!missing.has(leaf)) missing.set(leaf, index.position(slot, false) < 0);
+        if (missing.get(leaf)) index.setCommitted(slot, committed[i + 1]);
+      }
+    });
+    touch(index);
+    const merged = index.committedPairs(5e6);
+    assert.equal(calls, 1);
+    assert.equal(index.base, undefined);
+    assert.deepEqual([...merged], [...want]);
+  });
+
   test("counts() agrees with a whole load and reads only the chunks touched or cut by the minimums", async () => {
     const checkpoint = await checkpointOf(baseSlots());
     const whole = loaded(checkpoint.attach()).counts();
@@ -137,6 +260,7 @@ describe("slot index with a base", () => {
     truncatedBelow = 2 ** 40;
     assert.deepEqual(truncated.counts(), { committed: 2, accepted: 0 });
   });
+
   test("loadBaseInSteps(from, to) takes only the leaves holding a slot of the range; the base serves the rest", async () => {
     const slots = baseSlots();
     const checkpoint = await checkpointOf(slots);
