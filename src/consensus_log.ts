@@ -438,7 +438,6 @@ export class ConsensusLog {
   #recover(): void {
     const tail = this.#tail;
     const below = this.#hard.state.truncatedBelowSlot;
-    const index = this.#slots.index;
     let start = tail.beginAddress;
     this.#slots.epochs.enter();
     try {
@@ -450,15 +449,7 @@ export class ConsensusLog {
         // Committed slots stay in the checkpoint file: the index takes each leaf's from it when
         // one of its slots is first looked up, so a reopen loads none of them. A committed entry
         // needs only its address: its record is verified when first read.
-        this.#base = checkpoint;
-        if (checkpoint.committed.count > 0) {
-          index.attachBase({
-            pairs: checkpoint.committed,
-            slotMin: () => this.#hard.state.truncatedBelowSlot,
-            addressMin: tail.beginAddress,
-            damaged: () => this.#replaceDamagedBase(),
-          });
-        }
+        this.#attachBase(checkpoint);
         const journal = checkpoint.journal;
         for (let i = 0; i < journal.length; i += 2) {
           const address = -journal[i + 1] - 1;
@@ -467,7 +458,6 @@ export class ConsensusLog {
         }
         start = checkpoint.coveredAddress;
         this.#indexCheckpointAddress = start;
-        if (index.base === undefined) this.#dropBase();
       } else checkpoint?.release();
       for (const entry of tail.entries(start, tail.committedUntilAddress)) {
         this.#replay(entry.address, entry.value);
@@ -476,6 +466,24 @@ export class ConsensusLog {
       this.#slots.epochs.exit();
     }
     this.#recoveryReplayedBytes += tail.committedUntilAddress - start;
+  }
+
+  /**
+   * Makes `checkpoint` the base the index takes committed slots from as they are looked up (see
+   * `SlotIndex.attachBase`), or closes it if it has none.
+   */
+  #attachBase(checkpoint: IndexCheckpoint): void {
+    if (checkpoint.committed.count === 0) {
+      checkpoint.release();
+      return;
+    }
+    this.#base = checkpoint;
+    this.#slots.index.attachBase({
+      pairs: checkpoint.committed,
+      slotMin: () => this.#hard.state.truncatedBelowSlot,
+      addressMin: this.#tail.beginAddress,
+      damaged: () => this.#replaceDamagedBase(),
+    });
   }
 
   /** Detaches the checkpoint from the index (if attached) and closes its file. */
@@ -964,6 +972,7 @@ export class ConsensusLog {
     // The new checkpoint lists every committed slot: those still only in the old one are merged
     // in from its file, not taken into the index (for 1M slots, 12 MB of leaves, and twice the
     // time of the merge here).
+    const merged = index.base;
     // Pairs placed after room for the file's header are written without a copy.
     // The truncated slot is durable before truncatePrefix empties a slot or unlinks a leaf: the
     // walk skips leaves wholly below it from its next step on (they may be recycled).
@@ -994,6 +1003,31 @@ export class ConsensusLog {
     );
     this.#indexCheckpointAddress = covered;
     this.#indexCheckpoints++;
+    // Not if the base went meanwhile (share() or a damaged chunk put every slot in the index),
+    // nor at close.
+    if (merged !== undefined && index.base === merged && !this.#closing) this.#replaceBase();
+  }
+
+  /**
+   * The index checkpoint just written replaces the one the index takes untouched leaves from.
+   * For every leaf not in the index, the new file lists the old one's pairs, less some below the
+   * truncated slot (skipped either way): the walk listed the old file's pairs of every leaf the
+   * index lacked then, and a leaf it held then leaves it only when a truncation unlinks it, wholly
+   * below the truncated slot. (The begin address, the new least address, is at most the address
+   * of every slot at or above the truncated slot.) Lookups then read the new file, and the old
+   * one is closed.
+   */
+  #replaceBase(): void {
+    const tail = this.#tail;
+    let checkpoint: IndexCheckpoint | undefined;
+    try {
+      checkpoint = readIndexCheckpoint(tail.device, tail.dir, tail.logId);
+    } catch {
+      // The old base still serves: it stands for the same slots.
+    }
+    if (checkpoint === undefined) return;
+    this.#dropBase();
+    this.#attachBase(checkpoint);
   }
 
   // ---- sharing with Workers ----------------------------------------------------------------

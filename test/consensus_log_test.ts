@@ -950,6 +950,43 @@ describe("ConsensusLog after a lazy reopen", () => {
     }
   });
 
+  test("a background index checkpoint after a lazy reopen takes no leaf; the log then reads slots never looked up from the new file", async () => {
+    const count = 20_000;
+    const device = new IndexFiles("index-files", await committedLog(count));
+    const options = { dir: "/log", device, ...SMALL, indexCheckpointIntervalBytes: 64 * 1024 };
+    {
+      await using log = await ConsensusLog.open(options);
+      const empty = log.stats().indexBytes;
+      assert.equal(device.files.size, 1, "the old checkpoint is open");
+      const [old] = device.files;
+      assert.deepEqual(log.readCommitted(10)?.value, lazyValue(10));
+      let next = count;
+      // About 70 KiB of commit records: past the interval.
+      for (let batch = 0; batch < 3; batch++) {
+        await commitNew(log, Array.from({ length: 400 }, () => next++));
+      }
+      await log.truncatePrefix(100);
+      await indexCheckpoints(log, 1);
+      // 1200 new slots take 19 leaves; the 313 of the old checkpoint would take 240 KB.
+      const grown = log.stats().indexBytes - empty;
+      assert.ok(grown < 24 * 1024, `${grown} index bytes taken`);
+      assert.equal(device.files.size, 1, "one checkpoint is open");
+      const [current] = device.files;
+      assert.notEqual(current, old, "the new one: the old one was closed");
+      const reads = current.reads;
+      assert.deepEqual(log.readCommitted(15_000)?.value, lazyValue(15_000));
+      assert.equal(current.reads, reads + 1, "a slot never looked up is read from the new file");
+      assert.equal(log.stats().committedCount, count - 100 + 1200);
+    }
+    await using log = await ConsensusLog.open(options);
+    assert.equal(log.stats().recoveryReplayedBytes, 0);
+    assert.equal(log.stats().committedCount, count - 100 + 1200);
+    for (let slot = 95; slot < count + 1200; slot += 11) {
+      if (slot < 100) assert.equal(log.read(slot), undefined);
+      else assert.deepEqual(log.readCommitted(slot)?.value, lazyValue(slot), `slot ${slot}`);
+    }
+  });
+
   test("a damaged chunk of the old checkpoint met by the merge is replaced by a scan of the log; the new checkpoint lists every slot", async () => {
     const count = 3 * CHUNK_PAIRS + 100;
     const memory = await committedLog(count);
