@@ -1507,11 +1507,11 @@ export class ConsensusLog {
     // Workers learn the new begin before any segment file below it is removed.
     this.#slots.control.publishCommit(this.#tail.beginAddress, this.#tail.committedUntilAddress);
     await this.#tail.commit();
-    // Index leaves left empty are recycled once no thread can still be reading them.
-    const leaves = index.unlinkBelow(s);
-    if (leaves.length) {
+    // Index nodes left empty are recycled once no thread can still be reading them.
+    const unlinked = index.unlinkBelow(s);
+    if (unlinked.leaves.length + unlinked.inner.length > 0) {
       await epochs.drain();
-      index.recycle(leaves, (word) => region.free(wordOffset(word)));
+      index.recycle(unlinked, (word) => region.free(wordOffset(word)));
     }
   }
 

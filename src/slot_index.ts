@@ -15,7 +15,9 @@
  * 256-way nodes, then leaves of 64 words and 64 addresses. Nodes are created with a
  * compare-and-swap of a null child and never move, and dense slot ranges read sequentially. A
  * leaf emptied by truncation is unlinked by the owner, retired through the epoch table, zeroed
- * and recycled.
+ * and recycled, and so are the nodes of the two levels above leaves once truncation has emptied
+ * them: a log that truncates as it goes keeps an index the size of what it holds (the nodes were
+ * kept before, 1 KiB per 16k slots, and filled a 64 MiB index after about a billion slots).
  *
  * The buffer is reserved at its largest size up front rather than grown: both runtimes commit a
  * `SharedArrayBuffer`'s pages only when touched (20 × 512 MiB cost no RSS here), while every
@@ -55,13 +57,32 @@ const ALIGN_WORDS = 64; // every node starts on a multiple of 64 words: a positi
 // Header words. Words written often (ALLOC, the free ring's counters) sit on other 64-byte lines
 // than those every lookup reads (ROOT, LEAF_GENERATION), so writers do not slow lookups down.
 const ROOT = 0;
-const LEAF_GENERATION = 1; // bumped when a leaf is unlinked: invalidates cached leaves
+const LEAF_GENERATION = 1; // bumped when a node is unlinked: invalidates cached leaves
 const ALLOC = 16; // next free word
-const FREE_PUSHED = 32; // recycled leaves: a ring, pushed by the owner, popped by anyone
-const FREE_POPPED = 48;
-const FREE_RING = 64;
-const FREE_RING_SIZE = 960;
-const HEADER_WORDS = 1024;
+// Recycled nodes: rings pushed by the owner and popped by anyone, one for leaves, one for the
+// inner nodes of the two levels above them (see FreeRing).
+const LEAF_RING: FreeRing = { pushed: 32, popped: 48, ring: 64, size: 960 };
+const INNER_RING: FreeRing = { pushed: 1024, popped: 1040, ring: 1056, size: 960 };
+const HEADER_WORDS = 2048;
+/** Inner nodes of levels below this one are recycled (the level-2 node a thread caches is not). */
+const RECYCLED_LEVELS = 2;
+
+/** A ring of recycled nodes in the header: its two counters' words, its first word, its size. */
+interface FreeRing {
+  pushed: number;
+  popped: number;
+  ring: number;
+  size: number;
+}
+
+/**
+ * Nodes {@linkcode SlotIndex.unlinkBelow} unlinked, for {@linkcode SlotIndex.recycle}: leaves,
+ * and inner nodes as (node, level) pairs (level 0: the parent of leaves).
+ */
+export interface UnlinkedNodes {
+  leaves: number[];
+  inner: number[];
+}
 
 /**
  * The index's default reservation: 64 MiB of address space, room for about 5.5 million live
@@ -112,6 +133,8 @@ export class SlotIndex {
    * log truncating 200k slots at a time filled a 16 MiB index in 9 rounds with no slot left.
    */
   #spare: number[] = [];
+  /** Owner only: recycled inner nodes the inner ring had no room for. */
+  #spareInner: number[] = [];
   /** Owner only, before `share()`: committed slots not taken into the index yet. */
   #base: IndexBase | undefined;
   /**
@@ -154,16 +177,33 @@ export class SlotIndex {
     return start;
   }
 
-  #newLeaf(): number {
+  /** A zeroed node of `size` words: a recycled one if there is one, else a new one. */
+  #newNode(size: number): number {
+    const leaf = size === LEAF_WORDS;
+    return this.#popFree(leaf ? LEAF_RING : INNER_RING) ??
+      (leaf ? this.#spare : this.#spareInner).pop() ?? this.#allocate(size);
+  }
+
+  #popFree({ pushed, popped: poppedAt, ring, size }: FreeRing): number | undefined {
     const words = this.words;
     for (;;) {
-      const popped = Atomics.load(words, FREE_POPPED);
-      if (((Atomics.load(words, FREE_PUSHED) - popped) | 0) <= 0) break;
-      const leaf = Atomics.load(words, FREE_RING + ((popped >>> 0) % FREE_RING_SIZE));
-      // The counters only grow, so a successful swap means no other thread took this leaf.
-      if (Atomics.compareExchange(words, FREE_POPPED, popped, popped + 1) === popped) return leaf;
+      const popped = Atomics.load(words, poppedAt);
+      if (((Atomics.load(words, pushed) - popped) | 0) <= 0) return undefined;
+      const node = Atomics.load(words, ring + ((popped >>> 0) % size));
+      // The counters only grow, so a successful swap means no other thread took this node.
+      if (Atomics.compareExchange(words, poppedAt, popped, popped + 1) === popped) return node;
     }
-    return this.#spare.pop() ?? this.#allocate(LEAF_WORDS);
+  }
+
+  /** Offers the owner's spare nodes to other threads through `free`, while it has room. */
+  #offerFree(spare: number[], { pushed: pushedAt, popped, ring, size }: FreeRing): void {
+    const words = this.words;
+    while (spare.length > 0) {
+      const pushed = Atomics.load(words, pushedAt);
+      if (((pushed - Atomics.load(words, popped)) | 0) >= size) break;
+      Atomics.store(words, ring + ((pushed >>> 0) % size), spare.pop()!);
+      Atomics.store(words, pushedAt, pushed + 1);
+    }
   }
 
   /**
@@ -422,7 +462,7 @@ export class SlotIndex {
     const at = node + digit;
     const child = this.solo ? this.words[at] : Atomics.load(this.words, at);
     if (child !== 0 || !create) return child;
-    const made = size === LEAF_WORDS ? this.#newLeaf() : this.#allocate(size);
+    const made = this.#newNode(size);
     const found = Atomics.compareExchange(this.words, at, 0, made);
     // Lost the race: another thread linked a node first (the unused one is left behind).
     return found === 0 ? made : found;
@@ -714,55 +754,78 @@ export class SlotIndex {
 
   /**
    * Owner only, during truncation: unlinks every leaf whose slots are all below `slot` and whose
-   * words are all empty. Returns the unlinked leaves; hand them to {@linkcode SlotIndex.recycle}
-   * once no thread can still be reading them (after an epoch drain).
+   * words are all empty, then every inner node of the two levels above leaves left with no child
+   * and wholly below `slot`. Hand what it returns to {@linkcode SlotIndex.recycle} once no thread
+   * can still be reading them (after an epoch drain).
    */
-  unlinkBelow(slot: number): number[] {
-    const unlinked: number[] = [];
+  unlinkBelow(slot: number): UnlinkedNodes {
+    const unlinked: UnlinkedNodes = { leaves: [], inner: [] };
+    const words = this.words;
     const limitBlock = Math.floor(slot / LANES); // blocks below this lie wholly under `slot`
-    const visit = (node: number, level: number, prefix: number) => {
+    // Unlinks what it can under `node` (its children span FANOUT ** level blocks each); returns
+    // whether `node` has no child left.
+    const visit = (node: number, level: number, prefix: number): boolean => {
+      const span = FANOUT ** level;
+      let empty = true;
       for (let digit = 0; digit < FANOUT; digit++) {
         const block = prefix * FANOUT + digit;
-        if (block * FANOUT ** level >= limitBlock) return;
-        const child = Atomics.load(this.words, node + digit);
+        // Never met in a node wholly below the limit: only those are unlinked.
+        if (block * span >= limitBlock) return false;
+        const child = Atomics.load(words, node + digit);
         if (child === 0) continue;
+        let unlink: boolean;
         if (level > 0) {
-          visit(child, level - 1, block);
-          continue;
+          // A child wholly below the limit and left empty goes too, if of a recycled level.
+          unlink = visit(child, level - 1, block) && level - 1 < RECYCLED_LEVELS &&
+            (block + 1) * span <= limitBlock;
+        } else {
+          unlink = true;
+          for (let lane = 0; lane < LANES && unlink; lane++) {
+            unlink = Atomics.load(words, child + lane) === SLOT_EMPTY;
+          }
         }
-        let empty = true;
-        for (let lane = 0; lane < LANES && empty; lane++) {
-          empty = Atomics.load(this.words, child + lane) === SLOT_EMPTY;
-        }
-        if (empty && Atomics.compareExchange(this.words, node + digit, child, 0) === child) {
-          unlinked.push(child);
-        }
+        if (unlink && Atomics.compareExchange(words, node + digit, child, 0) === child) {
+          if (level > 0) unlinked.inner.push(child, level - 1);
+          else unlinked.leaves.push(child);
+        } else empty = false;
       }
+      return empty;
     };
-    visit(Atomics.load(this.words, ROOT), 5, 0);
-    if (unlinked.length) Atomics.add(this.words, LEAF_GENERATION, 1);
+    visit(Atomics.load(words, ROOT), 5, 0);
+    if (unlinked.leaves.length + unlinked.inner.length > 0) {
+      Atomics.add(words, LEAF_GENERATION, 1);
+    }
     return unlinked;
   }
 
   /**
-   * Owner only: zeroes unlinked leaves and offers them for reuse. `onAccepted` is called for any
-   * entry a racing accept left in one (its region space must be freed).
+   * Owner only: zeroes unlinked nodes and offers them for reuse. `onAccepted` is called for any
+   * entry a racing accept left in a leaf (its region space must be freed); a node a racing
+   * lookup linked into an unlinked inner node is recycled with it.
    */
-  recycle(leaves: readonly number[], onAccepted: (word: number) => void): void {
+  recycle(unlinked: UnlinkedNodes, onAccepted: (word: number) => void): void {
     const words = this.words;
-    const spare = this.#spare;
+    const leaves = [...unlinked.leaves];
+    const inner = [...unlinked.inner];
+    while (inner.length > 0) {
+      const level = inner.pop()!;
+      const node = inner.pop()!;
+      for (let digit = 0; digit < FANOUT; digit++) {
+        const child = Atomics.exchange(words, node + digit, 0);
+        if (child === 0) continue;
+        if (level > 0) inner.push(child, level - 1);
+        else leaves.push(child);
+      }
+      this.#spareInner.push(node);
+    }
     for (const leaf of leaves) {
       for (let lane = 0; lane < LANES; lane++) {
         const word = Atomics.exchange(words, leaf + lane, SLOT_EMPTY);
         if (word >= 2) onAccepted(word);
       }
-      spare.push(leaf);
+      this.#spare.push(leaf);
     }
-    while (spare.length > 0) {
-      const pushed = Atomics.load(words, FREE_PUSHED);
-      if (((pushed - Atomics.load(words, FREE_POPPED)) | 0) >= FREE_RING_SIZE) break;
-      Atomics.store(words, FREE_RING + ((pushed >>> 0) % FREE_RING_SIZE), spare.pop()!);
-      Atomics.store(words, FREE_PUSHED, pushed + 1);
-    }
+    this.#offerFree(this.#spare, LEAF_RING);
+    this.#offerFree(this.#spareInner, INNER_RING);
   }
 }

@@ -260,6 +260,32 @@ describe("ConsensusLog", () => {
     assert.equal(fs.existsSync(path), false);
   });
 
+  test("a log that truncates as it goes never fills its slot index, however far its slots run", async () => {
+    using dir = tempDir();
+    // One slot per 16k takes a leaf and the 1 KiB node above it; kept, 4000 of them would
+    // overflow a 1 MiB index (a log committing 100k slots/s filled the default 64 MiB in about
+    // three hours). Truncation recycles both.
+    const stride = 16 * 1024;
+    const options = { dir: dir.path, indexSizeBytes: 1024 * 1024, durability: "none" as const };
+    {
+      await using log = await ConsensusLog.open(options);
+      for (let round = 0; round < 400; round++) {
+        const slots = Array.from({ length: 10 }, (_, i) => (round * 10 + i) * stride);
+        for (const slot of slots) log.accept(slot, b(1), entryBytes(slot % 1000, 8));
+        await log.commitMany(slots);
+        await log.truncatePrefix(slots[0]);
+      }
+      assert.ok(log.stats().indexBytes < 128 * 1024, `index ${log.stats().indexBytes} B`);
+      assert.equal(log.stats().committedCount, 10);
+    }
+    await using reopened = await ConsensusLog.open(options);
+    for (let i = 3985; i < 4000; i++) {
+      const read = reopened.readCommitted(i * stride);
+      if (i < 3990) assert.equal(read, undefined, `slot ${i * stride} was truncated`);
+      else assert.deepEqual(read?.value, entryBytes((i * stride) % 1000, 8));
+    }
+  });
+
   test("a full slot index refuses the next new leaf with RegionFullError naming indexSizeBytes; nothing lost", async () => {
     using dir = tempDir();
     for (const bad of [1000, 1.5 * 1024 * 1024 + 0.5, 2 * 1024 * 1024 * 1024, "64"]) {

@@ -85,9 +85,9 @@ describe("index checkpoint", () => {
       Atomics.store(index.words, index.position(slot, false), SLOT_EMPTY);
     }
     const unlinked = index.unlinkBelow(below);
-    assert.equal(unlinked.length, below / LEAF_SLOTS);
+    assert.equal(unlinked.leaves.length, below / LEAF_SLOTS);
     index.recycle(unlinked, () => assert.fail("no accepted entry was left"));
-    for (let k = 0; k < unlinked.length; k++) {
+    for (let k = 0; k < unlinked.leaves.length; k++) {
       index.setCommitted(2 ** 40 + k * LEAF_SLOTS, 5); // each takes a recycled leaf
     }
     let step = steps.next();
@@ -426,9 +426,11 @@ describe("index checkpoint", () => {
       if (slot < truncatedBelow) Atomics.store(racing.words, position, SLOT_EMPTY);
     });
     const unlinked = racing.unlinkBelow(truncatedBelow);
-    assert.ok(unlinked.length > 0);
+    assert.ok(unlinked.leaves.length > 0);
     racing.recycle(unlinked, () => assert.fail("no accepted entry was left"));
-    for (let k = 0; k < unlinked.length; k++) racing.setCommitted(2 ** 45 + k * LEAF_SLOTS, 5);
+    for (let k = 0; k < unlinked.leaves.length; k++) {
+      racing.setCommitted(2 ** 45 + k * LEAF_SLOTS, 5);
+    }
     while (!racingSteps.next().done);
     const want: number[] = [];
     for (let i = 0; i < committed.length; i += 2) {
@@ -436,7 +438,7 @@ describe("index checkpoint", () => {
         want.push(committed[i], committed[i + 1]);
       }
     }
-    for (let k = 0; k < unlinked.length; k++) want.push(2 ** 45 + k * LEAF_SLOTS, 5);
+    for (let k = 0; k < unlinked.leaves.length; k++) want.push(2 ** 45 + k * LEAF_SLOTS, 5);
     const asPairs = (list: number[]) => {
       const pairs: string[] = [];
       for (let i = 0; i < list.length; i += 2) pairs.push(`${list[i]}:${list[i + 1]}`);

@@ -1,6 +1,7 @@
 /**
  * The slot index's walks over a reopened log's checkpoint (its base) that take no leaf from it:
- * the merged list of committed pairs, the counts, and the load of a slot range.
+ * the merged list of committed pairs, the counts, and the load of a slot range; and truncation's
+ * recycling of the nodes it empties.
  *
  * @module
  */
@@ -176,9 +177,9 @@ describe("slot index with a base", () => {
           }
         });
         const unlinked = index.unlinkBelow(truncatedBelow);
-        assert.ok(unlinked.length > 5, `${unlinked.length} leaves unlinked`);
+        assert.ok(unlinked.leaves.length > 5, `${unlinked.leaves.length} leaves unlinked`);
         index.recycle(unlinked, () => {});
-        for (let k = 0; k < unlinked.length; k++) index.setCommitted(2 ** 45 + k * 64, 5);
+        for (let k = 0; k < unlinked.leaves.length; k++) index.setCommitted(2 ** 45 + k * 64, 5);
       }
     }
     assert.ok(pauses >= 6, `${pauses} pauses`);
@@ -298,5 +299,72 @@ describe("slot index with a base", () => {
       });
       for (const slot of slots) assert.equal(index.wordOf(slot), whole.wordOf(slot), `${slot}`);
     }
+  });
+});
+
+/** Truncates `index` below `slot` as the log does: empties committed words, unlinks, recycles. */
+function truncate(index: SlotIndex, slot: number, onAccepted: (word: number) => void = () => {}) {
+  index.forEach((entrySlot, word, position) => {
+    if (entrySlot < slot && word === SLOT_COMMITTED) {
+      Atomics.store(index.words, position, SLOT_EMPTY);
+    }
+  });
+  const unlinked = index.unlinkBelow(slot);
+  index.recycle(unlinked, onAccepted);
+  return unlinked;
+}
+
+describe("slot index truncation", () => {
+  test("the inner nodes a truncation empties are recycled: sparse slots never fill the index", () => {
+    // One slot per 16k: each takes a leaf and a node above it (1 KiB), and every 256th a node
+    // of the level above too. 20k of them would need 35 MiB of a 1 MiB index if kept.
+    const index = new SlotIndex(undefined, 1024 * 1024);
+    const stride = 256 * LEAF_SLOTS;
+    let inner = 0;
+    for (let i = 0; i < 20_000; i++) {
+      index.setCommitted(i * stride, 100 + i);
+      if (i % 10 === 9) inner += truncate(index, (i - 9) * stride).inner.length / 2;
+    }
+    assert.ok(index.sizeBytes < 64 * 1024, `index uses ${index.sizeBytes} bytes`);
+    assert.ok(inner > 19_000, `${inner} inner nodes unlinked`);
+    // The slots kept are all there, at their addresses; those below read empty.
+    for (let i = 19_990; i < 20_000; i++) {
+      const position = index.position(i * stride, false);
+      assert.equal(Atomics.load(index.words, position), SLOT_COMMITTED, `slot ${i * stride}`);
+      assert.equal(index.addressAt(position), 100 + i);
+    }
+    assert.equal(index.position(19_000 * stride, false), -1);
+    const listed: number[] = [];
+    index.forEach((slot) => listed.push(slot));
+    assert.deepEqual(listed, Array.from({ length: 10 }, (_, k) => (19_990 + k) * stride));
+  });
+
+  test("a node linked into an unlinked inner node by a racing lookup is recycled with it", () => {
+    const index = new SlotIndex(undefined, 1024 * 1024);
+    const stride = 256 * LEAF_SLOTS;
+    index.setCommitted(0, 1);
+    index.setCommitted(3 * stride, 2);
+    Atomics.store(index.words, index.position(0, false), SLOT_EMPTY);
+    // A racing thread walked to the level-0 node of slot 5 before the unlink; it links a new leaf
+    // there after it and accepts slot 5 into it.
+    const unlinked = index.unlinkBelow(stride);
+    assert.deepEqual(unlinked.leaves.length, 1);
+    assert.equal(unlinked.inner.length, 2, "the level-0 node of slots 0–16383");
+    const [node, level] = unlinked.inner;
+    assert.equal(level, 0);
+    // The racing thread's new leaf: 192 words bump-allocated (word 16 is the index's ALLOC).
+    const stray = Atomics.add(index.words, 16, 192);
+    Atomics.store(index.words, node, stray); // linked at digit 0 of the unlinked node
+    Atomics.store(index.words, stray + 5, acceptedWord(4096));
+    const freed: number[] = [];
+    index.recycle(unlinked, (word) => freed.push(word));
+    assert.deepEqual(freed, [acceptedWord(4096)], "the racing accept's region entry is freed");
+    for (let digit = 0; digit < 256; digit++) {
+      assert.equal(Atomics.load(index.words, node + digit), 0, "the node is zeroed for reuse");
+    }
+    // Both come back: the next new level-0 node and leaf are the recycled ones.
+    const reused = index.position(7 * stride, true);
+    assert.ok([stray, unlinked.leaves[0]].includes(reused), "a recycled leaf is reused");
+    assert.equal(Atomics.load(index.words, index.position(3 * stride, false)), SLOT_COMMITTED);
   });
 });
