@@ -563,20 +563,8 @@ export class SlotIndex {
     const floats = this.#floats;
     const stepNumbers = PAIRS_STEP_LEAVES * 2;
     // Counted first, so the buffer is exact (an upper bound is 64 times too large for sparse slots).
-    let count = 0;
+    const count = yield* this.#countCommitted(leaves, addressEnd, slotMin);
     let below = slotMin();
-    for (let i = 0; i < leaves.length; i += 2) {
-      if (i !== 0 && i % stepNumbers === 0) {
-        yield;
-        below = slotMin();
-      }
-      if (leaves[i] + LANES <= below) continue;
-      const leaf = leaves[i + 1];
-      const addresses = (leaf >>> 1) + (LANES >>> 1);
-      for (let lane = 0; lane < LANES; lane++) {
-        if (words[leaf + lane] === SLOT_COMMITTED && floats[addresses + lane] < addressEnd) count++;
-      }
-    }
     const pairs = new Float64Array(new ArrayBuffer(offsetBytes + count * 16), offsetBytes);
     let at = 0;
     for (let i = 0; i < leaves.length; i += 2) {
@@ -600,6 +588,34 @@ export class SlotIndex {
       }
     }
     return at === pairs.length ? pairs : pairs.subarray(0, at);
+  }
+
+  /**
+   * How many slots of `leaves` (first slot, leaf, …) are committed below `addressEnd`, leaves
+   * wholly below `slotMin()` left out; pauses after every {@linkcode PAIRS_STEP_LEAVES} leaves.
+   */
+  *#countCommitted(
+    leaves: readonly number[],
+    addressEnd: number,
+    slotMin: () => number,
+  ): Generator<undefined, number, undefined> {
+    const words = this.words;
+    const floats = this.#floats;
+    let count = 0;
+    let below = slotMin();
+    for (let i = 0; i < leaves.length; i += 2) {
+      if (i !== 0 && i % (PAIRS_STEP_LEAVES * 2) === 0) {
+        yield;
+        below = slotMin();
+      }
+      if (leaves[i] + LANES <= below) continue;
+      const leaf = leaves[i + 1];
+      const addresses = (leaf >>> 1) + (LANES >>> 1);
+      for (let lane = 0; lane < LANES; lane++) {
+        if (words[leaf + lane] === SLOT_COMMITTED && floats[addresses + lane] < addressEnd) count++;
+      }
+    }
+    return count;
   }
 
   /**
@@ -634,20 +650,9 @@ export class SlotIndex {
     this.forEachLeaf((firstSlot, leaf) => {
       leaves.push(firstSlot, leaf);
     });
+    count += yield* this.#countCommitted(leaves, addressEnd, slotMin);
+    if (this.#base !== base) return yield* restart();
     let below = slotMin();
-    for (let i = 0; i < leaves.length; i += 2) {
-      if (i !== 0 && i % (PAIRS_STEP_LEAVES * 2) === 0) {
-        yield;
-        if (this.#base !== base) return yield* restart();
-        below = slotMin();
-      }
-      if (leaves[i] + LANES <= below) continue;
-      const leaf = leaves[i + 1];
-      const addresses = (leaf >>> 1) + (LANES >>> 1);
-      for (let lane = 0; lane < LANES; lane++) {
-        if (words[leaf + lane] === SLOT_COMMITTED && floats[addresses + lane] < addressEnd) count++;
-      }
-    }
     const pairs = new Float64Array(new ArrayBuffer(offsetBytes + count * 16), offsetBytes);
     let at = 0;
     const overflow = (): never => {
