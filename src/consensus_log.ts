@@ -1444,9 +1444,10 @@ export class ConsensusLog {
   // ---- truncation --------------------------------------------------------------------------
 
   /**
-   * Drops committed entries with a slot below `slot` (after a snapshot covering them) and frees
-   * whole segments on disk; `slot` itself is kept. Durable when it resolves. Workers reading a
-   * dropped slot meanwhile get `undefined`, never freed memory.
+   * Drops the entries with a slot below `slot` (after a snapshot covering them), committed or
+   * only accepted (a stale accept, journaled or not, as a reopen drops it), and frees whole
+   * segments on disk; `slot` itself is kept. Durable when it resolves. Workers reading a dropped
+   * slot meanwhile get `undefined`, never freed memory.
    *
    * @param slot The first slot to keep.
    *
@@ -1495,14 +1496,25 @@ export class ConsensusLog {
         else keepFrom = Math.min(keepFrom, least);
       }
       index.forEach((entrySlot, word, position) => {
-        if (word !== SLOT_COMMITTED) return;
-        if (entrySlot < s) Atomics.store(index.words, position, SLOT_EMPTY);
-        else keepFrom = Math.min(keepFrom, index.addressAt(position));
+        if (word === SLOT_COMMITTED) {
+          if (entrySlot < s) Atomics.store(index.words, position, SLOT_EMPTY);
+          else keepFrom = Math.min(keepFrom, index.addressAt(position));
+        } else if (entrySlot < s && word >= 2) {
+          // An accept below the snapshot is stale (a reopen drops it too): its region space and
+          // its journal record go. A Worker's accept that replaced it meanwhile stays until the
+          // next truncation; a frozen one (being committed) is dropped by it.
+          if (Atomics.compareExchange(index.words, position, word, SLOT_EMPTY) === word) {
+            region.free(wordOffset(word));
+          }
+        }
       });
     } finally {
       epochs.exit();
     }
-    for (const journal of this.#journaled.values()) keepFrom = Math.min(keepFrom, journal);
+    for (const [journaledSlot, journal] of this.#journaled) {
+      if (journaledSlot < s) this.#journaled.delete(journaledSlot);
+      else keepFrom = Math.min(keepFrom, journal);
+    }
     this.#tail.truncateUntil(keepFrom);
     // Workers learn the new begin before any segment file below it is removed.
     this.#slots.control.publishCommit(this.#tail.beginAddress, this.#tail.committedUntilAddress);

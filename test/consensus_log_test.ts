@@ -501,6 +501,34 @@ describe("ConsensusLog recovery", () => {
     }
   });
 
+  test("truncatePrefix drops stale accepts below it too: their region space and journal records go, as at reopen", async () => {
+    using dir = tempDir();
+    const options = { dir: dir.path, ...SMALL, durableAccepts: true };
+    const segments = () => fs.readdirSync(dir.path).filter((name) => name.endsWith(".hlog"));
+    {
+      await using log = await ConsensusLog.open(options);
+      // Slot 3 is accepted and journaled but never committed (the value chosen was another's).
+      await log.accept(3, b(1), entryBytes(3, 100));
+      for (let slot = 10; slot < 2010; slot++) await log.accept(slot, b(1), entryBytes(slot, 100));
+      await log.commitMany(Array.from({ length: 2000 }, (_, i) => 10 + i));
+      assert.ok(segments().length >= 4, `${segments().length} segments`);
+      await log.truncatePrefix(2000);
+      // Slot 3's journal record pinned the first segment before: nothing below 2000 stays now.
+      assert.ok(segments().length <= 2, `${segments()} after the truncation`);
+      assert.equal(log.read(3), undefined);
+      assert.deepEqual([...log.uncommitted()], []);
+      const stats = log.stats();
+      assert.deepEqual([stats.acceptedCount, stats.committedCount], [0, 10]);
+      assert.equal(stats.regionLiveBytes, 0, "the stale accept's region entry is freed");
+      // A slot above the truncation keeps its accept.
+      await log.accept(3000, b(1), entryBytes(7));
+    }
+    await using log = await ConsensusLog.open(options);
+    assert.equal(log.read(3), undefined);
+    assert.deepEqual(log.read(3000)?.value, entryBytes(7));
+    assert.deepEqual(log.readCommitted(2009)?.value, entryBytes(2009, 100));
+  });
+
   test("the index checkpoint restores sparse and huge slots, a truncation, and journaled accepts", async () => {
     using dir = tempDir();
     const slots = [0, 1, 63, 64, 200, 5000, 5001, 2 ** 31 + 5, 2 ** 40, 2 ** 52 + 3];
