@@ -1272,10 +1272,14 @@ export class ConsensusLog {
     else this.#loadBaseRange(from, to);
     this.#slots.epochs.enter();
     try {
-      // forEach walks in slot order already.
-      this.#slots.index.forEach((slot, word) => {
-        if (word === SLOT_COMMITTED && slot >= from && slot < to) slots.push(slot);
-      });
+      // forEach walks in slot order already, and only the leaves of the range.
+      this.#slots.index.forEach(
+        (slot, word) => {
+          if (word === SLOT_COMMITTED && slot >= from && slot < to) slots.push(slot);
+        },
+        from,
+        to,
+      );
     } finally {
       this.#slots.epochs.exit();
     }

@@ -495,22 +495,35 @@ export class SlotIndex {
   }
 
   /** Calls `visit(slot, word, position)` for every non-empty slot, in slot order. */
-  forEach(visit: (slot: number, word: number, position: number) => void): void {
+  forEach(
+    visit: (slot: number, word: number, position: number) => void,
+    from = 0,
+    to = Infinity,
+  ): void {
     const words = this.words;
-    this.forEachLeaf((firstSlot, leaf) => {
-      for (let lane = 0; lane < LEAF_SLOTS; lane++) {
-        const word = Atomics.load(words, leaf + lane);
-        if (word !== SLOT_EMPTY) visit(firstSlot + lane, word, leaf + lane);
-      }
-    });
+    this.forEachLeaf(
+      (firstSlot, leaf) => {
+        for (let lane = 0; lane < LEAF_SLOTS; lane++) {
+          const word = Atomics.load(words, leaf + lane);
+          if (word !== SLOT_EMPTY) visit(firstSlot + lane, word, leaf + lane);
+        }
+      },
+      from,
+      to,
+    );
   }
 
   /**
    * Calls `visit(firstSlot, leaf)` for every leaf, in slot order: slot `firstSlot + lane` has
-   * position `leaf + lane` for lanes 0 to {@linkcode LEAF_SLOTS} − 1.
+   * position `leaf + lane` for lanes 0 to {@linkcode LEAF_SLOTS} − 1. With `from` and `to`, only
+   * the leaves holding a slot of `[from, to)`, and only the nodes above them are walked (a range
+   * of a large index no longer walks all of it).
    */
-  forEachLeaf(visit: (firstSlot: number, leaf: number) => void): void {
-    this.#walk(Atomics.load(this.words, ROOT), 5, 0, visit);
+  forEachLeaf(visit: (firstSlot: number, leaf: number) => void, from = 0, to = Infinity): void {
+    const fromBlock = Math.floor(from / LANES);
+    const toBlock = Math.ceil(to / LANES);
+    if (fromBlock >= toBlock) return;
+    this.#walk(Atomics.load(this.words, ROOT), 5, 0, visit, fromBlock, toBlock);
   }
 
   /**
@@ -741,18 +754,26 @@ export class SlotIndex {
     if (this.#base === base) throw new Error("assertion failed: a damaged base is still attached");
   }
 
+  /** Visits the leaves under `node` whose blocks (64-slot ranges) lie in `[fromBlock, toBlock)`. */
   #walk(
     node: number,
     level: number,
     prefix: number,
     visit: (firstSlot: number, leaf: number) => void,
+    fromBlock: number,
+    toBlock: number,
   ): void {
     const words = this.words;
-    for (let digit = 0; digit < FANOUT; digit++) {
+    // The children of `node` span FANOUT ** level blocks each, the first from prefix's.
+    const span = FANOUT ** level;
+    const first = prefix * FANOUT;
+    const low = Math.max(0, Math.floor(fromBlock / span) - first);
+    const high = Math.min(FANOUT, Math.ceil(toBlock / span) - first);
+    for (let digit = low; digit < high; digit++) {
       const child = Atomics.load(words, node + digit);
       if (child === 0) continue;
-      const block = prefix * FANOUT + digit;
-      if (level > 0) this.#walk(child, level - 1, block, visit);
+      const block = first + digit;
+      if (level > 0) this.#walk(child, level - 1, block, visit, fromBlock, toBlock);
       else visit(block * LANES, child);
     }
   }

@@ -368,3 +368,55 @@ describe("slot index truncation", () => {
     assert.equal(Atomics.load(index.words, index.position(3 * stride, false)), SLOT_COMMITTED);
   });
 });
+
+describe("slot index walks", () => {
+  test("a walk over a slot range visits exactly the slots of the range, and reads little else", () => {
+    const index = new SlotIndex(undefined, 16 * 1024 * 1024);
+    const slots: number[] = [];
+    for (let slot = 0; slot < 100_000; slot++) if (slot % 7 !== 3) slots.push(slot);
+    slots.push(2 ** 33 + 5, 2 ** 40, 2 ** 40 + 64, 2 ** 52 + 1);
+    for (const slot of slots) index.setCommitted(slot, slot + 1);
+    const listed = (from?: number, to?: number) => {
+      const found: number[] = [];
+      index.forEach(
+        (slot, word) => {
+          assert.equal(word, SLOT_COMMITTED);
+          found.push(slot);
+        },
+        from,
+        to,
+      );
+      return found;
+    };
+    assert.deepEqual(listed(), slots);
+    for (
+      const [from, to] of [
+        [0, 1],
+        [63, 65],
+        [5000, 5100],
+        [99_990, 2 ** 33 + 6],
+        [2 ** 33 + 6, 2 ** 40 + 1],
+        [2 ** 40, 2 ** 53],
+        [70, 70],
+        [100_000, 2 ** 33],
+      ]
+    ) {
+      const want = slots.filter((slot) => slot >= Math.floor(from / 64) * 64 && slot < to);
+      // Whole leaves: a leaf overlapping the range is visited whole (callers filter the slots).
+      const got = listed(from, to).filter((slot) => slot < to);
+      assert.deepEqual(got, want, `[${from}, ${to})`);
+    }
+    // A range of 100 slots reads its leaves and the nodes above them, not the 1563 leaves.
+    const load = Atomics.load;
+    let loads = 0;
+    Object.assign(Atomics, {
+      load: ((array: Int32Array, i: number) => (loads++, load(array, i))) as typeof Atomics.load,
+    });
+    try {
+      listed(5000, 5100);
+    } finally {
+      Object.assign(Atomics, { load });
+    }
+    assert.ok(loads < 600, `${loads} atomic loads for a range of 100 slots`);
+  });
+});
