@@ -501,6 +501,54 @@ describe("ConsensusLog recovery", () => {
     }
   });
 
+  test("truncatePrefix walks the index between other work, one truncation at a time, and keeps every slot at or above the highest", async () => {
+    using dir = tempDir();
+    const options = { dir: dir.path, ...SMALL, durability: "none" as const };
+    const count = 200_000;
+    const value = (slot: number) => entryBytes(slot % 997, 8);
+    {
+      await using log = await ConsensusLog.open(options);
+      for (let first = 0; first < count; first += 10_000) {
+        const slots = Array.from({ length: 10_000 }, (_, i) => first + i);
+        for (const slot of slots) log.accept(slot, b(1), value(slot));
+        await log.commitMany(slots);
+      }
+      // Three truncations at once, the highest in the middle; reads between the turns they take.
+      let done = false;
+      let firstDone = false;
+      const first = log.truncatePrefix(150_000).finally(() => (firstDone = true));
+      const truncations = Promise.all([
+        first,
+        log.truncatePrefix(190_000),
+        log.truncatePrefix(100_000),
+      ]).finally(() => (done = true));
+      let turns = 0;
+      let between = false; // slot 0 already dropped while slot 149,000 is still there
+      while (!done) {
+        await new Promise((resolve) => setImmediate(resolve));
+        turns++;
+        if (log.read(0) === undefined && log.read(149_000)?.committed) between = true;
+        // The second truncation starts only once the first has ended.
+        if (!firstDone) assert.ok(log.read(160_000)?.committed, `turn ${turns}`);
+        if (turns === 3) log.accept(count, b(1), value(count)); // other work goes on meanwhile
+      }
+      await truncations;
+      assert.ok(between, `the walk took turns (${turns} turns)`);
+      for (const slot of [0, 99_999, 149_999, 189_999]) assert.equal(log.read(slot), undefined);
+      for (const slot of [190_000, 199_999]) {
+        assert.deepEqual(log.readCommitted(slot)?.value, value(slot), `slot ${slot}`);
+      }
+      assert.deepEqual(log.read(count)?.value, value(count));
+      assert.equal(log.stats().committedCount, count - 190_000);
+    }
+    await using reopened = await ConsensusLog.open(options);
+    assert.equal(reopened.read(189_999), undefined);
+    for (let slot = 190_000; slot < count; slot += 997) {
+      assert.deepEqual(reopened.readCommitted(slot)?.value, value(slot), `slot ${slot}`);
+    }
+    assert.equal(reopened.stats().committedCount, count - 190_000);
+  });
+
   test("truncatePrefix drops stale accepts below it too: their region space and journal records go, as at reopen", async () => {
     using dir = tempDir();
     const options = { dir: dir.path, ...SMALL, durableAccepts: true };
