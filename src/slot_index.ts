@@ -291,10 +291,13 @@ export class SlotIndex {
     let accepted = 0;
     const base = this.#base;
     const leafSlots: number[] = [];
+    // Alone, plain loads (here and in the walk): stats() of 1M live slots took 9.2 / 19.0 ms
+    // (Bun / Deno) with atomic ones, 2.5 / 2.5 ms with plain ones.
+    const solo = this.solo;
     this.forEachLeaf((firstSlot, leaf) => {
       if (base !== undefined) leafSlots.push(firstSlot);
       for (let lane = 0; lane < LANES; lane++) {
-        const word = Atomics.load(words, leaf + lane);
+        const word = solo ? words[leaf + lane] : Atomics.load(words, leaf + lane);
         if (word === SLOT_COMMITTED) committed++;
         else if (word !== SLOT_EMPTY) accepted++;
       }
@@ -501,10 +504,11 @@ export class SlotIndex {
     to = Infinity,
   ): void {
     const words = this.words;
+    const solo = this.solo;
     this.forEachLeaf(
       (firstSlot, leaf) => {
         for (let lane = 0; lane < LEAF_SLOTS; lane++) {
-          const word = Atomics.load(words, leaf + lane);
+          const word = solo ? words[leaf + lane] : Atomics.load(words, leaf + lane);
           if (word !== SLOT_EMPTY) visit(firstSlot + lane, word, leaf + lane);
         }
       },
@@ -770,7 +774,7 @@ export class SlotIndex {
     const low = Math.max(0, Math.floor(fromBlock / span) - first);
     const high = Math.min(FANOUT, Math.ceil(toBlock / span) - first);
     for (let digit = low; digit < high; digit++) {
-      const child = Atomics.load(words, node + digit);
+      const child = this.solo ? words[node + digit] : Atomics.load(words, node + digit);
       if (child === 0) continue;
       const block = first + digit;
       if (level > 0) this.#walk(child, level - 1, block, visit, fromBlock, toBlock);

@@ -919,10 +919,13 @@ describe("ConsensusLog before and after share()", () => {
     const accept = (slot: number) => () =>
       Promise.resolve(void log.accept(slot, b(1), entryBytes(slot)));
     const soloAccept = await watched(accept(3));
+    const walk = () => Promise.resolve(void log.stats()); // walks the whole index
+    const soloWalk = await watched(walk);
     const solo = await watched(acceptAndCommit(1));
     log.accept(1002, b(1), entryBytes(1002));
     const handle = log.share();
     const sharedAccept = await watched(accept(4));
+    const sharedWalk = await watched(walk);
     const shared = await watched(acceptAndCommit(2));
     const on = (list: typeof calls, buffer: ArrayBufferLike, op: string) =>
       list.filter((call) => call.buffer === buffer && call.op === op).length;
@@ -937,6 +940,9 @@ describe("ConsensusLog before and after share()", () => {
     assert.equal(on(shared, handle.region.data, "compareExchange"), 2);
     // An accept alone reads the index, epoch and control words with plain loads; shared, it
     // loads them atomically: the leaf generation and the slot word, the epoch, the promise flag.
+    // So does a walk over the index: alone, only the root and the allocation mark, once each.
+    assert.ok(on(soloWalk, handle.index, "load") <= 2, `${on(soloWalk, handle.index, "load")}`);
+    assert.ok(on(sharedWalk, handle.index, "load") > 64, "a leaf's words, atomically, once shared");
     for (const [buffer, atomic] of [[handle.index, 2], [handle.epochs, 1], [handle.control, 1]]) {
       assert.equal(on(soloAccept, buffer as ArrayBufferLike, "load"), 0);
       assert.ok(on(sharedAccept, buffer as ArrayBufferLike, "load") >= (atomic as number));
