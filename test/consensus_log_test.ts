@@ -5,6 +5,7 @@ import { resolve } from "node:path";
 import {
   AlreadyCommittedError,
   BallotError,
+  ClosedError,
   ConsensusLog,
   InvalidArgumentError,
   NotCommittedError,
@@ -547,6 +548,40 @@ describe("ConsensusLog recovery", () => {
       assert.deepEqual(reopened.readCommitted(slot)?.value, value(slot), `slot ${slot}`);
     }
     assert.equal(reopened.stats().committedCount, count - 190_000);
+  });
+
+  test("a log closed while truncatePrefix walks its index: the truncation ends with ClosedError, the next logs are untouched", async () => {
+    using dir = tempDir();
+    using other = tempDir();
+    const options = { dir: dir.path, ...SMALL, durability: "none" as const };
+    const count = 100_000;
+    const value = (slot: number) => entryBytes(slot % 997, 8);
+    const log = await ConsensusLog.open(options);
+    for (let first = 0; first < count; first += 10_000) {
+      const slots = Array.from({ length: 10_000 }, (_, i) => first + i);
+      for (const slot of slots) log.accept(slot, b(1), value(slot));
+      await log.commitMany(slots);
+    }
+    const truncation = log.truncatePrefix(90_000);
+    // Wait until the walk is under way (slot 0 dropped, slot 89,999 not yet), then close.
+    while (log.read(0) !== undefined || !log.read(89_999)?.committed) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await log.close();
+    // A log opened on this thread now may take the closed log's buffers; the walk must not
+    // touch them.
+    await using next = await ConsensusLog.open({ dir: other.path, durability: "none" });
+    // A leaf each, as many as the closed log had: they reuse the offsets of its leaves.
+    for (let slot = 0; slot < 1600; slot++) next.accept(slot * 64, b(2), value(slot));
+    await assert.rejects(truncation, ClosedError);
+    for (let slot = 0; slot < 1600; slot++) {
+      assert.deepEqual(next.read(slot * 64)?.value, value(slot), `slot ${slot * 64}`);
+    }
+    // The truncated slot was durable before the walk began: a reopen drops what it had left.
+    await using reopened = await ConsensusLog.open(options);
+    assert.equal(reopened.read(89_999), undefined);
+    assert.equal(reopened.stats().committedCount, count - 90_000);
+    assert.deepEqual(reopened.readCommitted(90_000)?.value, value(90_000));
   });
 
   test("truncatePrefix drops stale accepts below it too: their region space and journal records go, as at reopen", async () => {
