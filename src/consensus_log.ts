@@ -502,13 +502,7 @@ export class ConsensusLog {
    */
   #loadBase(): void {
     if (this.#slots.index.base === undefined) return;
-    const steps = this.#slots.index.loadBaseInSteps();
-    this.#slots.epochs.enter();
-    try {
-      while (!steps.next().done);
-    } finally {
-      this.#slots.epochs.exit();
-    }
+    this.#loadBaseRange(0, Infinity);
     this.#dropBase();
   }
 
