@@ -1527,7 +1527,7 @@ export class ConsensusLog {
           const leaf = leaves[i + 1];
           for (let lane = 0; lane < LEAF_SLOTS; lane++) {
             const position = leaf + lane;
-            const word = index.solo ? words[position] : Atomics.load(words, position);
+            const word = index.wordAt(position);
             if (word === SLOT_COMMITTED) {
               if (firstSlot + lane < s) Atomics.store(words, position, SLOT_EMPTY);
               else keepFrom = Math.min(keepFrom, index.addressAt(position));

@@ -360,7 +360,7 @@ export class SharedSlots {
     try {
       const position = index.position(slot, true);
       const words = index.words;
-      let word = epochs.solo ? words[position] : Atomics.load(words, position);
+      let word = index.wordAt(position);
       // A decided slot says so first: the proposer should learn the committed value.
       if (word === SLOT_COMMITTED || word < 0) throw new AlreadyCommittedError(slot, what);
       if (checkPromise && this.control.compareWithPromise(round, node) < 0) {
@@ -424,7 +424,7 @@ export class SharedSlots {
     try {
       const position = index.position(slot, false);
       if (position < 0) return undefined;
-      const word = epochs.solo ? index.words[position] : Atomics.load(index.words, position);
+      const word = index.wordAt(position);
       if (word === SLOT_EMPTY) return undefined;
       if (word !== SLOT_COMMITTED) {
         const offset = wordOffset(word);
