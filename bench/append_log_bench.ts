@@ -41,6 +41,7 @@ import { bench, do_not_optimize, group, summary } from "mitata";
 import { native } from "../ffi/mod.ts";
 import type { Mapping } from "../ffi/types.ts";
 import { AppendLog } from "../src/append_log.ts";
+import { BUFFER_SIZE_BYTES_DEFAULT } from "../src/constants.ts";
 import {
   formatTime,
   makeTempDir,
@@ -80,8 +81,8 @@ const OPS_PER_CALL = 100;
  * runs ~6k calls of 12 KB; a wrapped write lands in blocks already written, which sync faster).
  */
 const FLOOR_FILE_BYTES = 256 * 1024 * 1024;
-/** Staging buffer of the memcpy floor (the log's default staging buffer is 4 MiB). */
-const FLOOR_COPY_BUFFER_BYTES = 4 * 1024 * 1024;
+/** Staging buffer of the memcpy floor: the log's default staging buffer. */
+const FLOOR_COPY_BUFFER_BYTES = BUFFER_SIZE_BYTES_DEFAULT;
 
 const value = new Uint8Array(VALUE_BYTES).map((_, i) => i);
 

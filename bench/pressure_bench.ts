@@ -54,6 +54,7 @@ import { setImmediate } from "node:timers";
 import { native } from "../ffi/mod.ts";
 import { AppendLog } from "../src/append_log.ts";
 import { ConsensusLog } from "../src/consensus_log.ts";
+import { BUFFER_SIZE_BYTES_DEFAULT } from "../src/constants.ts";
 import {
   makeTempDir,
   removeTempDir,
@@ -84,7 +85,7 @@ const SAMPLE_EVERY = 1_000_000;
 /** Entries between plain RSS samples. */
 const RSS_EVERY = 100_000;
 /** Staging buffer of every log (the default, stated so the RSS bound can name it). */
-const BUFFER_SIZE_BYTES = 4 * 1024 * 1024;
+const BUFFER_SIZE_BYTES = BUFFER_SIZE_BYTES_DEFAULT;
 /** Mutable region of the consensus logs (the default, stated for the same reason). */
 const MUTABLE_SIZE_BYTES = 64 * 1024 * 1024;
 /** The memory runs need a few segments at once; refuse to start with less free. */

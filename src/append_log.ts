@@ -34,7 +34,7 @@ export interface AppendLogOptions {
   durability?: Durability;
   /** Segment file size, a power of two from 64 KiB to 1 GiB; fixed when the log is created. */
   segmentSizeBytes?: number;
-  /** Staging buffer for enqueued entries before they are written out (default 4 MiB). */
+  /** Staging buffer for enqueued entries before they are written out (default 1 MiB). */
   bufferSizeBytes?: number;
   /** Largest entry accepted (default 1 MiB; at most a segment minus headers). */
   entrySizeBytesMax?: number;

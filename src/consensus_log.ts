@@ -117,7 +117,7 @@ export interface ConsensusLogOptions {
   entrySizeBytesMax?: number;
   /** Journal every accept durably; `accept` then returns a promise (default false). */
   durableAccepts?: boolean;
-  /** Staging buffer of the durable tail (default 4 MiB). */
+  /** Staging buffer of the durable tail (default 1 MiB). */
   bufferSizeBytes?: number;
   /** Committed bytes between tail checkpoints (default 8 MiB). */
   checkpointIntervalBytes?: number;
