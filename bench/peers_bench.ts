@@ -1,7 +1,10 @@
 /**
  * `AppendLog` against the stores people would use instead of it, measured side by side in the
  * same run (the machine is shared and noisy, so a figure only means something next to its peers;
- * BASELINES.md). The workloads are those of `append_log_bench.ts`, 100 B values:
+ * BASELINES.md). The workloads are those of `append_log_bench.ts`, with 100 B values for the main
+ * table (the one bench:check reads), then again with 10 B, 1 KiB and 16 KiB values for the
+ * by-size table, all but the reopen (see `VALUE_SIZES`); at those sizes the read and scan
+ * fixtures hold at most 16 MiB of values (100k, 16,384 and 1,024 entries):
  *
  * | workload                               | hybridlog                          | peers                                   |
  * |----------------------------------------|------------------------------------|-----------------------------------------|
@@ -34,9 +37,10 @@
  *   1 MiB chunks and yields a view per entry; reopen rebuilds the index by reading the file.
  *
  * Benches of fast operations run 100 of them per measured call (see `OPS_PER_CALL`). After
- * mitata's output it prints a markdown table (mean times unless the row says p50/p99; ratio =
- * hybridlog ÷ best peer: a time ratio, below 1 means hybridlog is faster, or for entries/s a
- * throughput ratio, above 1 means hybridlog is faster) and writes it with the raw statistics to
+ * mitata's output it prints two markdown tables, the main one and the by-size one (mean times
+ * unless the row says p50/p99; ratio = hybridlog ÷ best peer: a time ratio, below 1 means
+ * hybridlog is faster, or for entries/s a throughput ratio, above 1 means hybridlog is faster),
+ * and writes them (`table`, `bySize`) with the raw statistics to
  * `bench/results/<runtime>-peers.json`.
  *
  *   bun bench/peers_bench.ts
@@ -82,7 +86,46 @@ const OPS_PER_CALL = 100;
 /** Chunk size of the plain file's scan and index rebuild. */
 const FILE_CHUNK_BYTES = 1 << 20;
 
-const value = new Uint8Array(VALUE_BYTES).map((_, i) => i);
+/**
+ * The value sizes the issue names. 100 B runs every workload and makes the main table; the others
+ * run the per-entry workloads (append, durable commit, group commit, random read, scan) into the
+ * by-size table. Not at every size: the reopen of 1M entries (1M of 16 KiB would be 16 GiB of
+ * disk per store) and the 256 concurrent committers of workers_bench.ts, both at 100 B only.
+ */
+const VALUE_SIZES = [10, VALUE_BYTES, 1024, 16 * 1024] as const;
+/** Bytes the read and scan fixtures hold at most: 100k entries up to 160 B, fewer beyond. */
+const READ_FIXTURE_BYTES_MAX = 16 * 1024 * 1024;
+/** Deno KV's limit on the bytes of one atomic operation (denokv_proto's limits.rs). */
+const KV_ATOMIC_BYTES_MAX = 819_200;
+
+/** One value size's values and fixture sizes, the same for every store. */
+interface Sizing {
+  /** Bytes of every value. */
+  bytes: number;
+  /** The value every write writes. */
+  value: Uint8Array;
+  /** Entries of the read and scan fixtures. */
+  readEntries: number;
+  /** Whether this size runs the reopen of `REOPEN_ENTRIES` (100 B only). */
+  reopen: boolean;
+}
+
+function sizing(bytes: number): Sizing {
+  return {
+    bytes,
+    value: new Uint8Array(bytes).map((_, i) => i),
+    readEntries: Math.min(READ_ENTRIES, Math.floor(READ_FIXTURE_BYTES_MAX / bytes)),
+    reopen: bytes === VALUE_BYTES,
+  };
+}
+
+/** `bytes` as the tables print it: 10 B, 100 B, 1 KiB, 16 KiB. */
+function sizeLabel(bytes: number): string {
+  return bytes >= 1024 ? `${bytes / 1024} KiB` : `${bytes} B`;
+}
+
+/** The 100 B values of lmdb-js's load probe. */
+const value = sizing(VALUE_BYTES).value;
 
 /** What `bench` accepts: a generator that sets up, yields the measured function, cleans up. */
 type Body = () =>
@@ -102,12 +145,14 @@ interface Peer {
   commitOne?: Body;
   /** `GROUP_ENTRIES` appends + one durable commit. */
   commitGroup?: Body;
-  /** `OPS_PER_CALL` random reads (copies) out of `READ_ENTRIES`. */
+  /** `OPS_PER_CALL` random reads (copies) out of the size's `readEntries`. */
   read?: Body;
-  /** A scan of `READ_ENTRIES`. */
+  /** A scan of the size's `readEntries`. */
   scan?: Body;
   /** Open a store of `REOPEN_ENTRIES`, read the first entry, close. */
   reopen?: Body;
+  /** Why a workload this store runs at other sizes is missing at this one. */
+  notes?: string[];
 }
 
 /** `count` keys from `first` on, as random picks. */
@@ -129,7 +174,10 @@ function syncDir(dir: string): void {
 // hybridlog
 
 /** Builds a committed log of `count` entries and returns it open, with every entry's address. */
-async function buildLog(count: number): Promise<{ log: AppendLog; addresses: Float64Array }> {
+async function buildLog(
+  value: Uint8Array,
+  count: number,
+): Promise<{ log: AppendLog; addresses: Float64Array }> {
   const log = await AppendLog.open({ dir: makeTempDir(), durability: "data" });
   const addresses = new Float64Array(count);
   for (let i = 0; i < count; i++) {
@@ -139,12 +187,6 @@ async function buildLog(count: number): Promise<{ log: AppendLog; addresses: Flo
   await log.commit();
   return { log, addresses };
 }
-
-const readLog = shared(() => buildLog(READ_ENTRIES), async ({ log }) => {
-  const dir = log.dir;
-  await log.close();
-  removeTempDir(dir);
-});
 
 /** A new empty log, durability `"data"`, removed when the bench ends. */
 function withNewLog(
@@ -181,110 +223,119 @@ function withNewConsensusLog(
 }
 
 /**
- * The log tuned for one committing writer: segments zero-filled before use, and syncs on the JS
- * thread as SQLite's are (commit workloads only).
+ * The three hybridlog columns at one value size:
+ * - the AppendLog with its defaults;
+ * - the AppendLog tuned for one committing writer: segments zero-filled before use, and syncs on
+ *   the JS thread as SQLite's are (commit workloads only);
+ * - the ConsensusLog, for what a replica's log does: an accept and its commit, 100 accepts and
+ *   one commit of them, and a reopen of 1M committed slots (its slot index comes from the index
+ *   checkpoint) to the first read.
  */
-const TUNED = { zeroFillSegments: true, inlineSync: true };
-const hybridlogZeroFill: Peer = {
-  name: "hybridlog (zeroFillSegments, inlineSync)",
-  commitOne: withNewLog((log) => async () => {
-    log.enqueue(value);
-    await log.commit();
-  }, TUNED),
-  commitGroup: withNewLog((log) => async () => {
-    for (let n = 0; n < GROUP_ENTRIES; n++) log.enqueue(value);
-    await log.commit();
-  }, TUNED),
-};
+function hybridlogStores({ value, readEntries, reopen }: Sizing): Peer[] {
+  const readLog = shared(() => buildLog(value, readEntries), async ({ log }) => {
+    const dir = log.dir;
+    await log.close();
+    removeTempDir(dir);
+  });
 
-/**
- * The ConsensusLog, for what a replica's log does: an accept and its commit, 100 accepts and one
- * commit of them, and a reopen of 1M committed slots (its slot index comes from the index
- * checkpoint) to the first read.
- */
-const hybridlogConsensus: Peer = {
-  name: "hybridlog ConsensusLog",
-  commitOne: withNewConsensusLog((log, nextSlot) => async () => {
-    const slot = nextSlot(1);
-    log.accept(slot, BALLOT, value);
-    await log.commit(slot);
-  }),
-  commitGroup: withNewConsensusLog((log, nextSlot) => async () => {
-    const first = nextSlot(GROUP_ENTRIES);
-    const slots: number[] = [];
-    for (let slot = first; slot < first + GROUP_ENTRIES; slot++) {
+  const TUNED = { zeroFillSegments: true, inlineSync: true };
+  const zeroFill: Peer = {
+    name: "hybridlog (zeroFillSegments, inlineSync)",
+    commitOne: withNewLog((log) => async () => {
+      log.enqueue(value);
+      await log.commit();
+    }, TUNED),
+    commitGroup: withNewLog((log) => async () => {
+      for (let n = 0; n < GROUP_ENTRIES; n++) log.enqueue(value);
+      await log.commit();
+    }, TUNED),
+  };
+
+  const consensus: Peer = {
+    name: "hybridlog ConsensusLog",
+    commitOne: withNewConsensusLog((log, nextSlot) => async () => {
+      const slot = nextSlot(1);
       log.accept(slot, BALLOT, value);
-      slots.push(slot);
-    }
-    await log.commitMany(slots);
-  }),
-  reopen: async function* () {
-    const dir = makeTempDir();
-    const log = await ConsensusLog.open({ dir, durability: "data" });
-    for (let first = 0; first < REOPEN_ENTRIES; first += BUILD_BATCH_ENTRIES) {
+      await log.commit(slot);
+    }),
+    commitGroup: withNewConsensusLog((log, nextSlot) => async () => {
+      const first = nextSlot(GROUP_ENTRIES);
       const slots: number[] = [];
-      for (let slot = first; slot < first + BUILD_BATCH_ENTRIES; slot++) {
+      for (let slot = first; slot < first + GROUP_ENTRIES; slot++) {
         log.accept(slot, BALLOT, value);
         slots.push(slot);
       }
       await log.commitMany(slots);
-    }
-    await log.close(); // writes the index checkpoint
-    yield async () => {
-      const reopened = await ConsensusLog.open({ dir, durability: "data" });
-      do_not_optimize(reopened.readCommitted(0));
-      await reopened.close();
-    };
-    removeTempDir(dir);
-  },
-};
-
-const hybridlog: Peer = {
-  name: "hybridlog",
-  append: withNewLog((log) => () => {
-    for (let n = 0; n < OPS_PER_CALL; n++) log.enqueue(value);
-  }),
-  commitOne: withNewLog((log) => async () => {
-    log.enqueue(value);
-    await log.commit();
-  }),
-  commitGroup: withNewLog((log) => async () => {
-    for (let n = 0; n < GROUP_ENTRIES; n++) log.enqueue(value);
-    await log.commit();
-  }),
-  read: async function* () {
-    const { log, addresses } = await readLog();
-    const picks = randomPicks(addresses);
-    for (const address of addresses) do_not_optimize(log.read(address)); // warm
-    let i = 0;
-    yield () => {
-      for (let n = 0; n < OPS_PER_CALL; n++) {
-        do_not_optimize(log.read(picks[i]));
-        i = (i + 1) & (PICKS_COUNT - 1);
+    }),
+    reopen: !reopen ? undefined : async function* () {
+      const dir = makeTempDir();
+      const log = await ConsensusLog.open({ dir, durability: "data" });
+      for (let first = 0; first < REOPEN_ENTRIES; first += BUILD_BATCH_ENTRIES) {
+        const slots: number[] = [];
+        for (let slot = first; slot < first + BUILD_BATCH_ENTRIES; slot++) {
+          log.accept(slot, BALLOT, value);
+          slots.push(slot);
+        }
+        await log.commitMany(slots);
       }
-    };
-  },
-  scan: async function* () {
-    const { log } = await readLog();
-    yield () => {
-      let bytes = 0;
-      for (const entry of log.scan()) bytes += entry.value.length;
-      do_not_optimize(bytes);
-    };
-  },
-  reopen: async function* () {
-    const { log, addresses } = await buildLog(REOPEN_ENTRIES);
-    const dir = log.dir;
-    const first = addresses[0];
-    await log.close();
-    yield async () => {
-      const reopened = await AppendLog.open({ dir, durability: "data" });
-      do_not_optimize(reopened.read(first));
-      await reopened.close();
-    };
-    removeTempDir(dir);
-  },
-};
+      await log.close(); // writes the index checkpoint
+      yield async () => {
+        const reopened = await ConsensusLog.open({ dir, durability: "data" });
+        do_not_optimize(reopened.readCommitted(0));
+        await reopened.close();
+      };
+      removeTempDir(dir);
+    },
+  };
+
+  const log: Peer = {
+    name: "hybridlog",
+    append: withNewLog((log) => () => {
+      for (let n = 0; n < OPS_PER_CALL; n++) log.enqueue(value);
+    }),
+    commitOne: withNewLog((log) => async () => {
+      log.enqueue(value);
+      await log.commit();
+    }),
+    commitGroup: withNewLog((log) => async () => {
+      for (let n = 0; n < GROUP_ENTRIES; n++) log.enqueue(value);
+      await log.commit();
+    }),
+    read: async function* () {
+      const { log, addresses } = await readLog();
+      const picks = randomPicks(addresses);
+      for (const address of addresses) do_not_optimize(log.read(address)); // warm
+      let i = 0;
+      yield () => {
+        for (let n = 0; n < OPS_PER_CALL; n++) {
+          do_not_optimize(log.read(picks[i]));
+          i = (i + 1) & (PICKS_COUNT - 1);
+        }
+      };
+    },
+    scan: async function* () {
+      const { log } = await readLog();
+      yield () => {
+        let bytes = 0;
+        for (const entry of log.scan()) bytes += entry.value.length;
+        do_not_optimize(bytes);
+      };
+    },
+    reopen: !reopen ? undefined : async function* () {
+      const { log, addresses } = await buildLog(value, REOPEN_ENTRIES);
+      const dir = log.dir;
+      const first = addresses[0];
+      await log.close();
+      yield async () => {
+        const reopened = await AppendLog.open({ dir, durability: "data" });
+        do_not_optimize(reopened.read(first));
+        await reopened.close();
+      };
+      removeTempDir(dir);
+    },
+  };
+  return [log, zeroFill, consensus];
+}
 
 // ---------------------------------------------------------------------------------------------
 // SQLite: bun:sqlite (Bun) and node:sqlite (Deno)
@@ -343,7 +394,7 @@ async function loadNodeSqlite(): Promise<SqliteDriver> {
 }
 
 /** The same database, statements and workloads in every runtime; only `driver` differs. */
-function sqlitePeer(driver: SqliteDriver): Peer {
+function sqlitePeer(driver: SqliteDriver, { value, readEntries, reopen }: Sizing): Peer {
   const openDb = (path: string, synchronous: "OFF" | "FULL"): any => {
     const db = driver.open(path);
     db.exec("PRAGMA journal_mode = WAL");
@@ -386,7 +437,7 @@ function sqlitePeer(driver: SqliteDriver): Peer {
   }
 
   const readDb = shared(() => {
-    const db = openDb(build(READ_ENTRIES), "FULL");
+    const db = openDb(build(readEntries), "FULL");
     return Promise.resolve(db);
   }, (db: any) => db.close());
 
@@ -412,8 +463,8 @@ function sqlitePeer(driver: SqliteDriver): Peer {
     read: async function* () {
       const db = await readDb();
       const select = db.prepare(SELECT);
-      for (let id = 1; id <= READ_ENTRIES; id++) do_not_optimize(select.get(id)); // warm
-      const picks = keyPicks(READ_ENTRIES, 1);
+      for (let id = 1; id <= readEntries; id++) do_not_optimize(select.get(id)); // warm
+      const picks = keyPicks(readEntries, 1);
       let i = 0;
       yield () => {
         for (let n = 0; n < OPS_PER_CALL; n++) {
@@ -431,7 +482,7 @@ function sqlitePeer(driver: SqliteDriver): Peer {
         do_not_optimize(bytes);
       };
     },
-    reopen: function* () {
+    reopen: !reopen ? undefined : function* () {
       const path = build(REOPEN_ENTRIES);
       yield () => {
         const db = driver.open(path);
@@ -455,7 +506,15 @@ function loadOpenKv(): (path: string) => Promise<any> {
   return (path) => deno.openKv(path);
 }
 
-function kvPeer(openKv: (path: string) => Promise<any>): Peer {
+function kvPeer(
+  openKv: (path: string) => Promise<any>,
+  { bytes, value, readEntries, reopen }: Sizing,
+): Peer {
+  /** Entries per atomic operation that stay inside its limits (1,000 mutations, 800 KiB). */
+  const perAtomic = Math.min(
+    KV_BUILD_BATCH_ENTRIES,
+    Math.floor(KV_ATOMIC_BYTES_MAX / (bytes + 64)),
+  );
   /** A new store in a new directory, closed and removed when the bench ends. */
   function withNewKv(
     measured: (kv: any) => () => unknown,
@@ -470,9 +529,9 @@ function kvPeer(openKv: (path: string) => Promise<any>): Peer {
   }
 
   async function fill(kv: any, count: number): Promise<void> {
-    for (let done = 0; done < count; done += KV_BUILD_BATCH_ENTRIES) {
+    for (let done = 0; done < count; done += perAtomic) {
       const atomic = kv.atomic();
-      const end = Math.min(done + KV_BUILD_BATCH_ENTRIES, count);
+      const end = Math.min(done + perAtomic, count);
       for (let i = done; i < end; i++) atomic.set([i], value);
       if (!(await atomic.commit()).ok) throw new Error("Deno KV: a build commit failed");
     }
@@ -480,12 +539,18 @@ function kvPeer(openKv: (path: string) => Promise<any>): Peer {
 
   const readKv = shared(async () => {
     const kv = await openKv(join(makeTempDir(), "log.kv"));
-    await fill(kv, READ_ENTRIES);
+    await fill(kv, readEntries);
     return kv;
   }, (kv: any) => kv.close());
 
   return {
     name: "Deno KV",
+    notes: GROUP_ENTRIES > perAtomic
+      ? [
+        `Deno KV has no ${GROUP_ENTRIES} appends + 1 durable commit of ${sizeLabel(bytes)}: ` +
+        `one atomic operation holds at most ${KV_ATOMIC_BYTES_MAX} bytes`,
+      ]
+      : undefined,
     append: "same as durable",
     commitOne: withNewKv((kv) => {
       let key = 0;
@@ -493,7 +558,8 @@ function kvPeer(openKv: (path: string) => Promise<any>): Peer {
         await kv.set([key++], value);
       };
     }),
-    commitGroup: withNewKv((kv) => {
+    // One atomic operation cannot hold 100 values of 16 KiB (800 KiB at most): no group there.
+    commitGroup: GROUP_ENTRIES > perAtomic ? undefined : withNewKv((kv) => {
       let key = 0;
       return async () => {
         const atomic = kv.atomic();
@@ -503,7 +569,7 @@ function kvPeer(openKv: (path: string) => Promise<any>): Peer {
     }),
     read: async function* () {
       const kv = await readKv();
-      const picks = keyPicks(READ_ENTRIES, 0);
+      const picks = keyPicks(readEntries, 0);
       let i = 0;
       yield async () => {
         for (let n = 0; n < OPS_PER_CALL; n++) {
@@ -522,7 +588,7 @@ function kvPeer(openKv: (path: string) => Promise<any>): Peer {
         do_not_optimize(bytes);
       };
     },
-    reopen: async function* () {
+    reopen: !reopen ? undefined : async function* () {
       const dir = makeTempDir();
       const path = join(dir, "log.kv");
       const kv = await openKv(path);
@@ -558,7 +624,7 @@ async function loadLmdb(): Promise<Lmdb> {
   return lmdb;
 }
 
-function lmdbPeer(lmdb: Lmdb): Peer {
+function lmdbPeer(lmdb: Lmdb, { value, readEntries, reopen }: Sizing): Peer {
   type Db = ReturnType<typeof openDb>;
   const openDb = (dir: string, noSync: boolean) =>
     lmdb.open<Uint8Array, number>({
@@ -599,7 +665,7 @@ function lmdbPeer(lmdb: Lmdb): Peer {
   }
 
   const readDb = shared(
-    async () => openDb(await build(READ_ENTRIES), false),
+    async () => openDb(await build(readEntries), false),
     (db: Db) => db.close(),
   );
 
@@ -631,8 +697,8 @@ function lmdbPeer(lmdb: Lmdb): Peer {
     }),
     read: async function* () {
       const db = await readDb();
-      for (let key = 0; key < READ_ENTRIES; key++) do_not_optimize(db.get(key)); // warm
-      const picks = keyPicks(READ_ENTRIES, 0);
+      for (let key = 0; key < readEntries; key++) do_not_optimize(db.get(key)); // warm
+      const picks = keyPicks(readEntries, 0);
       let i = 0;
       yield () => {
         for (let n = 0; n < OPS_PER_CALL; n++) {
@@ -649,7 +715,7 @@ function lmdbPeer(lmdb: Lmdb): Peer {
         do_not_optimize(bytes);
       };
     },
-    reopen: async function* () {
+    reopen: !reopen ? undefined : async function* () {
       const dir = await build(REOPEN_ENTRIES);
       yield async () => {
         const db = openDb(dir, false);
@@ -795,7 +861,7 @@ class PlainFileLog {
   }
 }
 
-function filePeer(): Peer {
+function filePeer({ value, readEntries, reopen }: Sizing): Peer {
   /** A new file in a new directory, closed and removed when the bench ends. */
   function withNewFile(
     measured: (file: PlainFileLog) => () => unknown,
@@ -821,7 +887,7 @@ function filePeer(): Peer {
     return { file, path };
   }
 
-  const readFile = shared(() => build(READ_ENTRIES), ({ file }) => file.close());
+  const readFile = shared(() => build(readEntries), ({ file }) => file.close());
 
   return {
     name: "node:fs file",
@@ -838,8 +904,8 @@ function filePeer(): Peer {
     }),
     read: async function* () {
       const { file } = await readFile();
-      for (let i = 0; i < READ_ENTRIES; i++) do_not_optimize(file.read(i)); // warm
-      const picks = keyPicks(READ_ENTRIES, 0);
+      for (let i = 0; i < readEntries; i++) do_not_optimize(file.read(i)); // warm
+      const picks = keyPicks(readEntries, 0);
       let i = 0;
       yield () => {
         for (let n = 0; n < OPS_PER_CALL; n++) {
@@ -856,7 +922,7 @@ function filePeer(): Peer {
         do_not_optimize(bytes);
       };
     },
-    reopen: async function* () {
+    reopen: !reopen ? undefined : async function* () {
       const { file, path } = await build(REOPEN_ENTRIES);
       file.close();
       yield () => {
@@ -872,77 +938,146 @@ function filePeer(): Peer {
 // ---------------------------------------------------------------------------------------------
 // Which peers run here
 
-const peers: Peer[] = [];
+/** Each peer that runs here, made for one value size. */
+const peerMakers: Array<(size: Sizing) => Peer> = [];
 /** Peer name → why it does not run in this runtime. */
 const skipped: Record<string, string> = {};
 
-async function tryPeer(name: string, load: () => Peer | Promise<Peer>): Promise<void> {
+async function tryPeer(
+  name: string,
+  load: () => ((size: Sizing) => Peer) | Promise<(size: Sizing) => Peer>,
+): Promise<void> {
   try {
-    peers.push(await load());
+    peerMakers.push(await load());
   } catch (error) {
     skipped[name] = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
   }
 }
 
-if (runtime === "bun") await tryPeer("bun:sqlite", async () => sqlitePeer(await loadBunSqlite()));
-if (runtime === "deno") {
-  await tryPeer("node:sqlite", async () => sqlitePeer(await loadNodeSqlite()));
-  await tryPeer("Deno KV", () => kvPeer(loadOpenKv()));
+if (runtime === "bun") {
+  await tryPeer("bun:sqlite", async () => {
+    const driver = await loadBunSqlite();
+    return (size) => sqlitePeer(driver, size);
+  });
 }
-await tryPeer("lmdb-js", async () => lmdbPeer(await loadLmdb()));
-await tryPeer("node:fs file", filePeer);
+if (runtime === "deno") {
+  await tryPeer("node:sqlite", async () => {
+    const driver = await loadNodeSqlite();
+    return (size) => sqlitePeer(driver, size);
+  });
+  await tryPeer("Deno KV", () => {
+    const openKv = loadOpenKv();
+    return (size) => kvPeer(openKv, size);
+  });
+}
+await tryPeer("lmdb-js", async () => {
+  const lmdb = await loadLmdb();
+  return (size) => lmdbPeer(lmdb, size);
+});
+await tryPeer("node:fs file", () => filePeer);
 for (const [name, reason] of Object.entries(skipped)) {
   console.log(`peer ${name} does not run in ${runtime}: ${reason}`);
 }
 
-const stores = [hybridlog, hybridlogZeroFill, hybridlogConsensus, ...peers];
+/** Every column at one value size: hybridlog's three, then the peers. */
+interface SizeRun {
+  size: Sizing;
+  stores: Peer[];
+  peers: Peer[];
+}
+const runs: SizeRun[] = VALUE_SIZES.map((bytes) => {
+  const size = sizing(bytes);
+  const peers = peerMakers.map((make) => make(size));
+  return { size, stores: [...hybridlogStores(size), ...peers], peers };
+});
+/** The 100 B run: the main table, which bench:check reads. */
+const mainRun = runs.find((run) => run.size.bytes === VALUE_BYTES)!;
+// The store names head the table's columns: every size must have the same ones.
+const storeNames = mainRun.stores.map((store) => store.name);
 
 const WORKLOADS = {
-  append: `${OPS_PER_CALL} × append 100 B, no sync`,
+  append: "append, no sync",
   commitOne: "append + durable commit",
   commitGroup: `${GROUP_ENTRIES} × append + one durable commit`,
-  read: `${OPS_PER_CALL} × random read (copy) of 100k`,
-  scan: "scan of 100k entries",
+  read: "random read (copy)",
+  scan: "scan",
   reopen: "open 1M entries + first read + close",
 } as const;
 type Workload = keyof typeof WORKLOADS;
 
-const benchName = (store: Peer, workload: Workload) => `${store.name}: ${WORKLOADS[workload]}`;
+/**
+ * The bench's name. The 100 B names are those of the runs before the other sizes came, which
+ * the raw statistics in bench/results keep.
+ */
+function benchName(store: Peer, workload: Workload, size: Sizing): string {
+  if (size.bytes === VALUE_BYTES) {
+    const main = {
+      ...WORKLOADS,
+      append: `${OPS_PER_CALL} × append 100 B, no sync`,
+      read: `${OPS_PER_CALL} × random read (copy) of 100k`,
+      scan: "scan of 100k entries",
+    };
+    return `${store.name}: ${main[workload]}`;
+  }
+  const label = workload === "append" || workload === "read"
+    ? `${OPS_PER_CALL} × ${WORKLOADS[workload]}`
+    : workload === "scan"
+    ? `scan of ${size.readEntries} entries`
+    : WORKLOADS[workload];
+  return `${store.name}: ${label} [${sizeLabel(size.bytes)}]`;
+}
 
-for (const workload of Object.keys(WORKLOADS) as Workload[]) {
-  group(WORKLOADS[workload], () => {
-    summary(() => {
-      for (const store of stores) {
-        const body = store[workload];
-        if (typeof body !== "function") continue;
-        // mitata runs setup and teardown only for generator functions; anything else it times whole.
-        if (!body.constructor.name.endsWith("GeneratorFunction")) {
-          throw new Error(
-            `assertion failed: ${benchName(store, workload)} is no generator function`,
-          );
+for (const { size, stores } of runs) {
+  for (const workload of Object.keys(WORKLOADS) as Workload[]) {
+    if (workload === "reopen" && !size.reopen) continue;
+    group(`${WORKLOADS[workload]}, ${sizeLabel(size.bytes)}`, () => {
+      summary(() => {
+        for (const store of stores) {
+          const body = store[workload];
+          if (typeof body !== "function") continue;
+          // mitata runs setup and teardown only for generator functions; anything else it times
+          // whole.
+          if (!body.constructor.name.endsWith("GeneratorFunction")) {
+            throw new Error(
+              `assertion failed: ${benchName(store, workload, size)} is no generator function`,
+            );
+          }
+          bench(benchName(store, workload, size), body);
         }
-        bench(benchName(store, workload), body);
-      }
+      });
     });
-  });
+  }
 }
 
 await runAndReport(report);
 
-function report(results: Map<string, Stats>, context: unknown): void {
+/** One row of a table: a workload's figure for every column, the best peer and the ratio. */
+interface Row {
+  workload: string;
+  unit: "ns" | "entries/s";
+  values: Record<string, number>;
+  cells: string[];
+  bestPeer: string | undefined;
+  ratio: number | undefined;
+}
+
+/** The rows of `run`'s table. */
+function tableOf(results: Map<string, Stats>, { size, stores, peers }: SizeRun): Row[] {
   /** The statistics of `store`'s `workload` (the durable bench when it always syncs). */
   const stats = (store: Peer, workload: Workload): Stats => {
     const measured = store[workload] === "same as durable" ? "commitOne" : workload;
-    const found = results.get(benchName(store, measured));
+    const found = results.get(benchName(store, measured, size));
     if (found === undefined) {
       // A variant that does not implement the workload: its cell reads "—".
       if (store[measured] === undefined) return { avg: NaN, p50: NaN, p99: NaN } as Stats;
-      throw new Error(`Cannot report ${benchName(store, measured)}`);
+      throw new Error(`Cannot report ${benchName(store, measured, size)}`);
     }
     return found;
   };
   const mean = (workload: Workload) => (store: Peer) =>
-    store[workload] === undefined ? NaN : meanOf(results, benchName(store, workload));
+    store[workload] === undefined ? NaN : meanOf(results, benchName(store, workload, size));
+  const label = sizeLabel(size.bytes);
+  const main = size.bytes === VALUE_BYTES;
   const rows: Array<{
     workload: string;
     /** ns per entry (or per call for reopen), or entries/s when `throughput`. */
@@ -951,27 +1086,40 @@ function report(results: Map<string, Stats>, context: unknown): void {
     note?: (store: Peer) => string | undefined;
   }> = [
     {
-      workload: "append 100 B, no sync (mean per entry)",
+      workload: `append ${label}, no sync (mean per entry)`,
       value: (store) =>
         store.append === "same as durable"
           ? stats(store, "commitOne").avg
           : stats(store, "append").avg / OPS_PER_CALL,
       note: (store) => store.append === "same as durable" ? "synced" : undefined,
     },
-    { workload: "durable commit per entry, p50", value: (store) => stats(store, "commitOne").p50 },
-    { workload: "durable commit per entry, p99", value: (store) => stats(store, "commitOne").p99 },
     {
-      workload: `${GROUP_ENTRIES} appends + 1 durable commit`,
+      workload: `durable commit per entry, p50${main ? "" : `, ${label}`}`,
+      value: (store) => stats(store, "commitOne").p50,
+    },
+    {
+      workload: `durable commit per entry, p99${main ? "" : `, ${label}`}`,
+      value: (store) => stats(store, "commitOne").p99,
+    },
+    {
+      workload: `${GROUP_ENTRIES} appends + 1 durable commit${main ? "" : `, ${label}`}`,
       value: (store) => GROUP_ENTRIES / mean("commitGroup")(store) * 1e9,
       throughput: true,
     },
     {
-      workload: "random read (copy) of 1 of 100k",
+      workload: main
+        ? "random read (copy) of 1 of 100k"
+        : `random read (copy) of 1 of ${size.readEntries}, ${label}`,
       value: (store) => mean("read")(store) / OPS_PER_CALL,
     },
-    { workload: "scan, per entry", value: (store) => mean("scan")(store) / READ_ENTRIES },
-    { workload: "reopen 1M entries + first read", value: mean("reopen") },
+    {
+      workload: `scan, per entry${main ? "" : `, ${label} (${size.readEntries} entries)`}`,
+      value: (store) => mean("scan")(store) / size.readEntries,
+    },
   ];
+  if (size.reopen) {
+    rows.push({ workload: "reopen 1M entries + first read", value: mean("reopen") });
+  }
   const show = (value: number, throughput: boolean | undefined) =>
     Number.isNaN(value)
       ? "—"
@@ -979,10 +1127,11 @@ function report(results: Map<string, Stats>, context: unknown): void {
       ? `${(value / 1e3).toFixed(0)}k entries/s`
       : formatTime(value);
 
-  const table = rows.map(({ workload, value, throughput, note }) => {
+  return rows.map(({ workload, value, throughput, note }) => {
     const values = Object.fromEntries(stores.map((store) => [store.name, value(store)]));
     let best: Peer | undefined;
     for (const peer of peers) {
+      if (Number.isNaN(values[peer.name])) continue;
       const better = best === undefined ||
         (throughput
           ? values[peer.name] > values[best.name]
@@ -1002,21 +1151,42 @@ function report(results: Map<string, Stats>, context: unknown): void {
       ratio: best === undefined ? undefined : values.hybridlog / values[best.name],
     };
   });
+}
 
-  const version = runtimeVersion;
-  console.log(
-    `\n### hybridlog vs peers — ${runtime} ${version} (mean unless p50/p99; ratio = hybridlog ÷ ` +
-      `best peer: time ratio, < 1 = hybridlog faster; for entries/s a throughput ratio, > 1 = ` +
-      `hybridlog faster)\n`,
-  );
-  console.log(`| workload | ${stores.map((s) => s.name).join(" | ")} | best peer | ratio |`);
-  console.log(`|---|${stores.map(() => "---:|").join("")}---|---:|`);
-  for (const row of table) {
+function printTable(rows: Row[]): void {
+  console.log(`| workload | ${storeNames.join(" | ")} | best peer | ratio |`);
+  console.log(`|---|${storeNames.map(() => "---:|").join("")}---|---:|`);
+  for (const row of rows) {
     const ratio = row.ratio === undefined ? "—" : `${row.ratio.toFixed(2)}×`;
     console.log(
       `| ${row.workload} | ${row.cells.join(" | ")} | ${row.bestPeer ?? "—"} | ${ratio} |`,
     );
   }
+}
+
+function report(results: Map<string, Stats>, context: unknown): void {
+  for (const { stores } of runs) {
+    const names = stores.map((store) => store.name);
+    if (names.join("\n") !== storeNames.join("\n")) {
+      throw new Error(`assertion failed: the columns differ by size: ${names.join(", ")}`);
+    }
+  }
+  const table = tableOf(results, mainRun);
+  const bySize = runs.flatMap((run) => run === mainRun ? [] : tableOf(results, run));
+  const notes = runs.flatMap((run) => run.stores.flatMap((store) => store.notes ?? []));
+
+  const version = runtimeVersion;
+  const legend = "(mean unless p50/p99; ratio = hybridlog ÷ best peer: time ratio, < 1 = " +
+    "hybridlog faster; for entries/s a throughput ratio, > 1 = hybridlog faster)";
+  console.log(`\n### hybridlog vs peers — ${runtime} ${version} ${legend}\n`);
+  printTable(table);
+  console.log(
+    `\n### hybridlog vs peers by value size — ${runtime} ${version} (the same workloads at ` +
+      `${VALUE_SIZES.filter((bytes) => bytes !== VALUE_BYTES).map(sizeLabel).join(", ")}; read ` +
+      `and scan fixtures of at most ${READ_FIXTURE_BYTES_MAX / 1024 / 1024} MiB; ${legend})\n`,
+  );
+  printTable(bySize);
+  for (const note of notes) console.log(`\n${note}`);
   for (const [name, reason] of Object.entries(skipped)) {
     console.log(`\n${name} did not run in ${runtime}: ${reason}`);
   }
@@ -1025,9 +1195,11 @@ function report(results: Map<string, Stats>, context: unknown): void {
     version,
     date: new Date().toISOString(),
     context,
-    peers: peers.map((peer) => peer.name),
+    peers: mainRun.peers.map((peer) => peer.name),
     skipped,
     table,
+    bySize,
+    notes,
     raw: Object.fromEntries(results),
   });
 }
