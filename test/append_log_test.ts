@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { AppendLog, ClosedError, InvalidArgumentError, LockedError } from "../mod.ts";
+import { recordSizeBytes } from "../src/record_format.ts";
 import { entryBytes, fingerprint, tempDir } from "./_helpers.ts";
 
 const SMALL = { segmentSizeBytes: 64 * 1024, bufferSizeBytes: 8 * 1024 };
@@ -209,6 +210,26 @@ describe("AppendLog", () => {
     const address = log.enqueue(entryBytes(accepted, 100));
     assert.equal(log.stats().flushes, 1, "enqueue wrote the full buffer out");
     assert.deepEqual(log.read(address), entryBytes(accepted, 100));
+  });
+
+  test("by default the staging buffer holds 1 MiB before it is written out", async () => {
+    // The documented default (README, AppendLogOptions.bufferSizeBytes): small enough to stay in
+    // a core's L2 until its write-out, and 1 MiB per log that has written.
+    using dir = tempDir();
+    await using log = await AppendLog.open({ dir: dir.path });
+    const value = entryBytes(1, 100);
+    let staged = 0;
+    while (log.stats().flushes === 0) {
+      log.enqueue(value);
+      staged++;
+    }
+    // The enqueue that wrote the buffer out is staged in the next one.
+    const stagedBytes = (staged - 1) * recordSizeBytes(value.length);
+    const MiB = 1024 * 1024;
+    assert.ok(
+      stagedBytes <= MiB && stagedBytes > MiB - 2 * recordSizeBytes(value.length),
+      `${staged - 1} records (${stagedBytes} B) filled the default buffer`,
+    );
   });
 
   test("a record that exactly fills the staging buffer is staged, the next size up is not", async () => {
