@@ -93,7 +93,7 @@ const FILE_CHUNK_BYTES = 1 << 20;
  * disk per store) and the 256 concurrent committers of workers_bench.ts, both at 100 B only.
  */
 const VALUE_SIZES = [10, VALUE_BYTES, 1024, 16 * 1024] as const;
-/** Bytes the read and scan fixtures hold at most: 100k entries up to 160 B, fewer beyond. */
+/** Bytes the read and scan fixtures hold at most: 100k entries of up to 167 B, fewer beyond. */
 const READ_FIXTURE_BYTES_MAX = 16 * 1024 * 1024;
 /** Deno KV's limit on the bytes of one atomic operation (denokv_proto's limits.rs). */
 const KV_ATOMIC_BYTES_MAX = 819_200;
