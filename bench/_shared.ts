@@ -11,7 +11,8 @@ import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { run } from "mitata";
+import { do_not_optimize, run } from "mitata";
+import { AppendLog } from "../src/append_log.ts";
 
 /** The runtime the bench runs in. */
 export const runtime: "bun" | "deno" = "Bun" in globalThis ? "bun" : "deno";
@@ -35,6 +36,59 @@ export function makeTempDir(): string {
 export function removeTempDir(dir: string): void {
   fs.rmSync(dir, { recursive: true, force: true });
   tempDirs.delete(dir);
+}
+
+/** Entries per commit while an AppendLog fixture is built. */
+const BUILD_COMMIT_ENTRIES = 50_000;
+
+/**
+ * A new committed AppendLog of `count` entries of `value` (durability `"data"`), open, with every
+ * entry's address.
+ */
+export async function buildAppendLog(
+  value: Uint8Array,
+  count: number,
+): Promise<{ log: AppendLog; addresses: Float64Array }> {
+  const log = await AppendLog.open({ dir: makeTempDir(), durability: "data" });
+  const addresses = new Float64Array(count);
+  for (let i = 0; i < count; i++) {
+    addresses[i] = log.enqueue(value);
+    if ((i + 1) % BUILD_COMMIT_ENTRIES === 0) await log.commit();
+  }
+  await log.commit();
+  return { log, addresses };
+}
+
+/** A {@linkcode buildAppendLog} fixture built once per run, closed and removed after it. */
+export function sharedAppendLog(
+  value: Uint8Array,
+  count: number,
+): () => Promise<{ log: AppendLog; addresses: Float64Array }> {
+  return shared(() => buildAppendLog(value, count), async ({ log }) => {
+    const dir = log.dir;
+    await log.close();
+    removeTempDir(dir);
+  });
+}
+
+/**
+ * The body of the reopen bench: a closed AppendLog of `count` entries of `value`; each measured
+ * call opens it, reads the first entry and closes it.
+ */
+export async function* reopenAppendLog(
+  value: Uint8Array,
+  count: number,
+): AsyncGenerator<() => Promise<void>, void, undefined> {
+  const { log, addresses } = await buildAppendLog(value, count);
+  const dir = log.dir;
+  const first = addresses[0];
+  await log.close();
+  yield async () => {
+    const reopened = await AppendLog.open({ dir, durability: "data" });
+    do_not_optimize(reopened.read(first));
+    await reopened.close();
+  };
+  removeTempDir(dir);
 }
 
 /** Uniformly random picks from `from`, precomputed so the measured loop only indexes. */

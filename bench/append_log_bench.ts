@@ -49,10 +49,12 @@ import {
   PICKS_COUNT,
   randomPicks,
   removeTempDir,
+  reopenAppendLog,
   runAndReport,
   runtime,
   runtimeVersion,
   shared,
+  sharedAppendLog,
   type Stats,
   writeResults,
 } from "./_shared.ts";
@@ -67,8 +69,6 @@ const GROUP_ENTRIES = 100;
 const READ_LOG_ENTRIES = 100_000;
 /** Entries of the log that is reopened. */
 const REOPEN_LOG_ENTRIES = 1_000_000;
-/** Entries per commit while building the fixtures (keeps each sync's dirty range moderate). */
-const BUILD_COMMIT_ENTRIES = 50_000;
 /**
  * Operations per measured call of the sub-microsecond benches. mitata times such calls in batches
  * only when its warm-up happens to see fast calls; otherwise it times each call alone and the
@@ -110,24 +110,8 @@ function preallocatedFile(sizeBytes: number, zeroFilled = false): { fd: number; 
   };
 }
 
-/** Builds a committed log of `count` entries and returns it open, with every entry's address. */
-async function buildLog(count: number): Promise<{ log: AppendLog; addresses: Float64Array }> {
-  const log = await AppendLog.open({ dir: makeTempDir(), durability: "data" });
-  const addresses = new Float64Array(count);
-  for (let i = 0; i < count; i++) {
-    addresses[i] = log.enqueue(value);
-    if ((i + 1) % BUILD_COMMIT_ENTRIES === 0) await log.commit();
-  }
-  await log.commit();
-  return { log, addresses };
-}
-
 /** 100k committed entries, read and scanned by several benches. */
-const readLog = shared(() => buildLog(READ_LOG_ENTRIES), async ({ log }) => {
-  const dir = log.dir;
-  await log.close();
-  removeTempDir(dir);
-});
+const readLog = sharedAppendLog(value, READ_LOG_ENTRIES);
 
 /** A preallocated file the size of `readLog`'s data, mapped read-only. */
 const mappedFloor = shared(
@@ -405,17 +389,9 @@ group("scan of 100k committed entries", () => {
 });
 
 group("reopen of a 1M-entry log to the first read", () => {
+  // A generator function of its own: mitata runs setup and teardown only for those.
   bench(NAMES.reopen, async function* () {
-    const { log, addresses } = await buildLog(REOPEN_LOG_ENTRIES);
-    const dir = log.dir;
-    const first = addresses[0];
-    await log.close();
-    yield async () => {
-      const reopened = await AppendLog.open({ dir, durability: "data" });
-      do_not_optimize(reopened.read(first));
-      await reopened.close();
-    };
-    removeTempDir(dir);
+    yield* reopenAppendLog(value, REOPEN_LOG_ENTRIES);
   });
 });
 

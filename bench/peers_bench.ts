@@ -61,10 +61,12 @@ import {
   PICKS_COUNT,
   randomPicks,
   removeTempDir,
+  reopenAppendLog,
   runAndReport,
   runtime,
   runtimeVersion,
   shared,
+  sharedAppendLog,
   type Stats,
   writeResults,
 } from "./_shared.ts";
@@ -173,21 +175,6 @@ function syncDir(dir: string): void {
 // ---------------------------------------------------------------------------------------------
 // hybridlog
 
-/** Builds a committed log of `count` entries and returns it open, with every entry's address. */
-async function buildLog(
-  value: Uint8Array,
-  count: number,
-): Promise<{ log: AppendLog; addresses: Float64Array }> {
-  const log = await AppendLog.open({ dir: makeTempDir(), durability: "data" });
-  const addresses = new Float64Array(count);
-  for (let i = 0; i < count; i++) {
-    addresses[i] = log.enqueue(value);
-    if ((i + 1) % BUILD_BATCH_ENTRIES === 0) await log.commit();
-  }
-  await log.commit();
-  return { log, addresses };
-}
-
 /** A new empty log, durability `"data"`, removed when the bench ends. */
 function withNewLog(
   measured: (log: AppendLog) => () => unknown,
@@ -232,11 +219,7 @@ function withNewConsensusLog(
  *   checkpoint) to the first read.
  */
 function hybridlogStores({ value, readEntries, reopen }: Sizing): Peer[] {
-  const readLog = shared(() => buildLog(value, readEntries), async ({ log }) => {
-    const dir = log.dir;
-    await log.close();
-    removeTempDir(dir);
-  });
+  const readLog = sharedAppendLog(value, readEntries);
 
   const TUNED = { zeroFillSegments: true, inlineSync: true };
   const zeroFill: Peer = {
@@ -322,16 +305,7 @@ function hybridlogStores({ value, readEntries, reopen }: Sizing): Peer[] {
       };
     },
     reopen: !reopen ? undefined : async function* () {
-      const { log, addresses } = await buildLog(value, REOPEN_ENTRIES);
-      const dir = log.dir;
-      const first = addresses[0];
-      await log.close();
-      yield async () => {
-        const reopened = await AppendLog.open({ dir, durability: "data" });
-        do_not_optimize(reopened.read(first));
-        await reopened.close();
-      };
-      removeTempDir(dir);
+      yield* reopenAppendLog(value, REOPEN_ENTRIES);
     },
   };
   return [log, zeroFill, consensus];
