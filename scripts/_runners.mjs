@@ -29,9 +29,13 @@ function bunCounts(output) {
   return { passed: count("pass"), failed: count("fail"), skipped: count("skip") + count("todo") };
 }
 
-// Deno: count leaves — a container prints "name ..." first and "name ... ok" after its steps.
-function denoCounts(output) {
+// Deno: count leaves — a container prints "name ..." first and "name ... ok" after its steps. A
+// leaf prints "name ... ok" on one line, unless output it made after its last step (Deno's
+// "post-test output") splits it into "name ..." and, after that output, "name ... ok": a
+// "name ..." closed with no result line in between is such a leaf, not a container.
+export function denoCounts(output) {
   const counts = { passed: 0, failed: 0, skipped: 0 };
+  /** Lines "name ..." not closed yet, each with the number of result lines seen since. */
   const open = [];
   // A test running over a minute gets "'name' has been running for over (1m0s)" written into the
   // middle of its line; remove the notice so the line still parses.
@@ -42,15 +46,16 @@ function denoCounts(output) {
     .replace(/(?:\x1b\[[0-9;]*m)*Check [^\n]*\n/g, "");
   for (const line of cleaned.split("\n")) {
     if (/ \.\.\.$/.test(line)) {
-      open.push(line);
+      open.push({ line, results: 0 });
       continue;
     }
     const m = line.match(/^(.*) \.\.\. (ok|FAILED|ignored)\b/);
     if (!m) continue;
-    if (open.length && open[open.length - 1] === `${m[1]} ...`) {
-      open.pop();
-      continue;
-    }
+    const top = open[open.length - 1];
+    const closes = top !== undefined && top.line === `${m[1]} ...`;
+    if (closes) open.pop();
+    if (open.length) open[open.length - 1].results++;
+    if (closes && top.results > 0) continue; // a container: its steps were counted
     if (m[2] === "ok") counts.passed++;
     else if (m[2] === "FAILED") counts.failed++;
     else counts.skipped++;

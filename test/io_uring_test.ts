@@ -261,7 +261,11 @@ function pattern(length: number, seed: number): Uint8Array {
 function ringFdCount(): number {
   let listing: string;
   try {
-    listing = execFileSync("ls", ["-l", `/proc/${process.pid}/fd`], { encoding: "utf8" });
+    // stderr piped: ls's complaint about a vanished entry (below) is not test output.
+    listing = execFileSync("ls", ["-l", `/proc/${process.pid}/fd`], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
   } catch (error) {
     // ls exits 1 when an entry vanished between its listing and its lstat: the pipes the runtime
     // opened for this very child and closed meanwhile (seen once in CI, Bun). The rest of the
